@@ -1,0 +1,35 @@
+# Two entry points for a newcomer: `make demo` and `make test`. Each sets up .venv on first use.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# torch/torchvision are pinned here (served from local disk on the target machines) and installed in
+# the same pip call as the project so that one resolver reconciles every requirement.
+TORCH  := torch==2.14.1 torchvision==0.29.1
+
+export WANDB_MODE ?= offline
+export WANDB_START_METHOD := thread
+
+.PHONY: demo test test-all bench clean venv
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install $(TORCH) -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m curvlab.demo --out demo_out
+
+test: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	for f in bench/*.py; do $(PY) $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) outputs multirun demo_out

@@ -1,0 +1,76 @@
+"""Cost of tracking g_bar_t = (1/n) sum_i grad_theta f(theta_t; x_i) next to the GD gradient.
+
+Times, on the RSC Figure 1 workload (3-layer tanh MLP, d = 784, n = 512, fp32, k = 1):
+  grad only   - loss gradient alone (our closed-form backprop, one cotangent)
+  autograd    - loss gradient by loss.backward()
+  two-pass    - autograd loss gradient + a second backward for g_bar (what a naive run does)
+  fused       - loss gradient and g_bar from one fused backward (curvlab.mlp_grads)
+and prints the ratios measured in this run. Usage: python bench/bench_gbar.py [--widths ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from curvlab.init import rsc_init
+from curvlab.mlp_grads import backprop, forward_cache, loss_grad_and_gbar, square_loss
+from curvlab.models import DeepMLP
+
+
+def median_seconds(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--widths", type=int, nargs="+", default=[256, 512, 1024])
+    parser.add_argument("--n", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=15)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    x = torch.randn(args.n, 784)
+    x = x * (784**0.5 / x.norm(dim=1, keepdim=True))
+    y = torch.randn(args.n, 1)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, n = {args.n}, d = 784, depth 3, fp32")
+    print(f"{'width':>6} {'grad only':>10} {'autograd':>10} {'two-pass':>10} {'fused':>10}"
+          f" {'fused/grad':>11} {'two-pass/autograd':>18} {'two-pass/fused':>15}")
+    for m in args.widths:
+        model = DeepMLP(784, m, 3, 1)
+        rsc_init(model, 1.0, torch.Generator().manual_seed(0))
+        params = model.params()
+
+        def grad_only():
+            with torch.no_grad():
+                cache = forward_cache(model, x)
+                backprop(model, cache, (2.0 * (cache.out - y) / args.n)[None])
+
+        def autograd():
+            torch.autograd.grad(square_loss(model(x), y), params)
+
+        def two_pass():
+            out = model(x)
+            torch.autograd.grad(square_loss(out, y), params, retain_graph=True)
+            torch.autograd.grad(out.mean(), params)
+
+        def fused():
+            loss_grad_and_gbar(model, x, y)
+
+        t = {name: median_seconds(fn, args.repeats) for name, fn in
+             (("grad", grad_only), ("auto", autograd), ("two", two_pass), ("fused", fused))}
+        print(f"{m:>6} {t['grad'] * 1e3:>8.1f}ms {t['auto'] * 1e3:>8.1f}ms {t['two'] * 1e3:>8.1f}ms"
+              f" {t['fused'] * 1e3:>8.1f}ms {t['fused'] / t['grad']:>11.2f} {t['two'] / t['auto']:>18.2f}"
+              f" {t['two'] / t['fused']:>15.2f}")
+
+
+if __name__ == "__main__":
+    main()

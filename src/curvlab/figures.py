@@ -1,0 +1,66 @@
+"""Paper figures from a sweep's results: ``python -m curvlab.figures NAME SWEEP_DIR [--out DIR]``.
+
+Each figure is a function ``(runs: list[Run], out_dir: Path) -> list[Path]`` registered in
+:data:`FIGURES` as "module:function"; runs come from :func:`curvlab.store.load_runs`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from curvlab.store import Run, load_runs  # noqa: E402
+
+FIGURES: dict[str, str] = {
+    "fig1": "curvlab.figures_rsc:fig1",
+    "hessian_width": "curvlab.figures_geometry:hessian_width",
+    "ball_distances": "curvlab.figures_geometry:ball_distances",
+    "rsc_vs_ntk": "curvlab.figures_geometry:rsc_vs_ntk",
+    "restricted_curvature": "curvlab.figures_geometry:restricted_curvature",
+}
+
+DIVERGED_STYLE = dict(marker="x", color="crimson", linestyle="none", markersize=8, label="diverged")
+
+
+def save(fig: plt.Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
+def figure_fn(name: str) -> Callable[[list[Run], Path], list[Path]]:
+    if name not in FIGURES:
+        raise SystemExit(f"unknown figure {name!r}; choose one of {sorted(FIGURES)}")
+    module, fn = FIGURES[name].split(":")
+    return getattr(importlib.import_module(module), fn)
+
+
+def draw(name: str, sweep_dir: Path, out_dir: Path | None = None) -> list[Path]:
+    """Draw figure ``name`` from the finished runs under ``sweep_dir`` (default out: sweep_dir/figures)."""
+    runs = load_runs(sweep_dir)
+    if not runs:
+        raise SystemExit(f"no finished runs (summary.json) under {sweep_dir}")
+    return figure_fn(name)(runs, Path(out_dir) if out_dir else Path(sweep_dir) / "figures")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m curvlab.figures", description=__doc__)
+    parser.add_argument("figure", choices=sorted(FIGURES))
+    parser.add_argument("sweep_dir", type=Path)
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: SWEEP_DIR/figures)")
+    args = parser.parse_args(argv)
+    for path in draw(args.figure, args.sweep_dir, args.out):
+        print(path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,194 @@
+"""The RSC paper's geometry measurements (:mod:`curvlab.geometry`) registered as checks.
+
+Each check is ``fn(ctx, **options) -> {metric: float}``; the runner (:mod:`curvlab.checks`) logs
+them as ``check/<name>/<metric>`` with their wall time and isolates failures. Options come from the
+``checks/`` config group (``conf/checks/default.yaml`` lists every option with its default):
+
+* ``hessian``              predictor Hessian spectral norm at fixed inputs (Theorem 4.1) and the
+                           loss Hessian's lambda_max (= beta, Theorem 5.2) and lambda_min
+* ``ntk``                  empirical NTK lambda_min next to the RSC quantity ||g_bar||^2 (Remark 5.5)
+* ``restricted_curvature`` alpha_t on Q_kappa ∩ B_rho2 (Theorem 5.1), along the GD step, and the
+                           contraction vs Lemma 5.2's bound
+* ``distance``             layerwise spectral distance to theta_0 (Definition 3.1, Remark 5.4)
+* ``lipschitz``            ||grad_theta f|| and ||grad_x f|| (Lemma 4.1)
+
+Within one step, ``hessian`` leaves lambda_max and the lambda_min eigenvector in a one-entry memo
+keyed by (model, step, loss); ``restricted_curvature`` reuses them (beta, and a hard direction for
+its cone search) instead of running Lanczos again when both are due at the same iterate.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from curvlab.checks import CheckContext, register
+from curvlab.geometry.curvature import contraction, restricted_curvature, step_curvature
+from curvlab.geometry.distances import ball_distances
+from curvlab.geometry.flat import FlatMLP, flat, flat_params
+from curvlab.geometry.lipschitz import predictor_gradient_norms
+from curvlab.geometry.ntk import empirical_ntk, ntk_stats
+from curvlab.geometry.spectral import EigResult, loss_hessian_extremes, predictor_hessian_norm
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64, None: None}
+_memo: dict[tuple, dict[str, Any]] = {}
+
+
+def _memo_for(ctx: CheckContext) -> dict[str, Any]:
+    key = (id(ctx.model), ctx.step, ctx.final, float(ctx.fused.loss))
+    if key not in _memo:
+        _memo.clear()
+        _memo[key] = {}
+    return _memo[key]
+
+
+def _dtype(name: str | None) -> torch.dtype | None:
+    if name not in _DTYPES:
+        raise ValueError(f"dtype must be float32, float64 or null, got {name!r}")
+    return _DTYPES[name]
+
+
+def _loss_hessian(ctx: CheckContext, with_min: bool, eig: dict[str, Any]) -> tuple[EigResult, EigResult | None]:
+    memo = _memo_for(ctx)
+    if "lambda_max" in memo and (not with_min or "lambda_min" in memo):
+        return memo["lambda_max"], memo.get("lambda_min")
+    fl = FlatMLP.of(ctx.model)
+    top, low = loss_hessian_extremes(fl, flat_params(ctx.model), ctx.x, ctx.y, with_min=with_min, **eig)
+    memo["lambda_max"] = top
+    if low is not None:
+        memo["lambda_min"] = low
+    return top, low
+
+
+@register("hessian")
+def hessian_check(
+    ctx: CheckContext,
+    *,
+    inputs: int = 2,
+    outputs: Sequence[int] | None = None,
+    loss: bool = True,
+    loss_min: bool = True,
+    tol: float = 1e-2,
+    maxiter: int = 300,
+    ncv: int = 12,
+    seed: int = 0,
+) -> dict[str, float]:
+    """||grad^2 f_h(theta; x_i)||_2 for the first ``inputs`` training points and outputs h in
+    ``outputs`` (default: all k), and loss-Hessian extremes. ``pred_norm_sqrt_m`` = max norm *
+    sqrt(m) estimates c_H of eq. (5); it should stay flat in m if Theorem 4.1's rate is right."""
+    eig = {"tol": tol, "maxiter": maxiter, "ncv": ncv, "seed": seed}
+    fl = FlatMLP.of(ctx.model)
+    theta = flat_params(ctx.model)
+    outs = list(range(fl.out_dim)) if outputs is None else [int(h) for h in outputs]
+    out: dict[str, float] = {}
+    converged = True
+    matvecs = 0
+    if inputs > 0:
+        norms = []
+        for i in range(min(inputs, ctx.x.shape[0])):
+            for h in outs:
+                r = predictor_hessian_norm(fl, theta, ctx.x[i], h, **eig)
+                norms.append(abs(r.value))
+                converged &= r.converged
+                matvecs += r.matvecs
+        out["pred_norm_max"] = max(norms)
+        out["pred_norm_mean"] = sum(norms) / len(norms)
+        out["pred_norm_sqrt_m"] = max(norms) * math.sqrt(fl.width)
+    if loss:
+        top, low = _loss_hessian(ctx, loss_min, eig)
+        out["loss_lambda_max"] = top.value
+        converged &= top.converged
+        matvecs += top.matvecs
+        if low is not None:
+            out["loss_lambda_min"] = low.value
+            out["loss_lambda_min_rel"] = low.value / top.value if top.value > 0 else math.nan
+            converged &= low.converged
+            matvecs += low.matvecs
+    out["converged"] = float(converged)
+    out["matvecs"] = float(matvecs)
+    return out
+
+
+@register("ntk")
+def ntk_check(ctx: CheckContext, *, kind: str = "mean", dtype: str = "float64") -> dict[str, float]:
+    """lambda_min(K_ntk) vs ||g_bar||^2; ``identity_rel_err`` compares 1^T K 1 / N^2 with the
+    g_bar of the fused gradient pass (two independent computations of the same number)."""
+    K = empirical_ntk(ctx.model, ctx.x, kind=kind, dtype=_dtype(dtype) or torch.float64)
+    stats = ntk_stats(K).as_dict()
+    gbar_sq = float(flat(ctx.fused.gbar).to(torch.float64).pow(2).sum())
+    stats["gbar_sq_fused"] = gbar_sq
+    stats["identity_rel_err"] = abs(stats["gbar_sq"] - gbar_sq) / max(gbar_sq, 1e-300)
+    return stats
+
+
+@register("restricted_curvature")
+def restricted_curvature_check(
+    ctx: CheckContext,
+    *,
+    kappa: float = 0.5,
+    rho2: float = 1.0,
+    n_dirs: int = 16,
+    radii: Sequence[float] = (1.0,),
+    seed: int = 0,
+    dtype: str | None = "float64",
+    loss_min: float = 0.0,
+    beta: float | str = "lanczos",
+    hard_direction: bool = True,
+    tol: float = 1e-2,
+    maxiter: int = 300,
+    ncv: int = 12,
+) -> dict[str, float]:
+    """alpha_t estimate (min over sampled cone directions), alpha along the GD step, Remark 5.2's
+    2 kappa^2 k ||g_bar||^2, and the observed contraction next to Lemma 5.2's bound. ``beta`` is a
+    number or ``lanczos`` (lambda_max of the loss Hessian, shared with ``hessian`` via the memo).
+    ``seed`` is offset by the step so the sampled directions differ from step to step."""
+    dt = _dtype(dtype) or ctx.x.dtype
+    fl = FlatMLP.of(ctx.model)
+    theta = flat_params(ctx.model).to(dt)
+    grad, gbar = flat(ctx.fused.grad).to(dt), flat(ctx.fused.gbar).to(dt)
+    x, y = ctx.x.to(dt), ctx.y.to(dt)
+    loss = fl.loss_fn(x, y)
+    memo = _memo_for(ctx)
+    extra = []
+    if hard_direction and memo.get("lambda_min") is not None and memo["lambda_min"].vector is not None:
+        extra.append(memo["lambda_min"].vector)
+    rc = restricted_curvature(loss, theta, grad, gbar, kappa, rho2, n_dirs, radii, seed + ctx.step, extra)
+    st = step_curvature(loss, theta, grad, gbar, ctx.lr)
+    if isinstance(beta, str):
+        if beta != "lanczos":
+            raise ValueError(f"beta must be a number or 'lanczos', got {beta!r}")
+        beta_value = _loss_hessian(ctx, False, {"tol": tol, "maxiter": maxiter, "ncv": ncv, "seed": seed})[0].value
+    else:
+        beta_value = float(beta)
+    loss_t = st.loss_t
+    out = {**rc.as_dict(), **st.as_dict()}
+    out["alpha_upper"] = 2.0 * kappa**2 * fl.out_dim * float(gbar.pow(2).sum())
+    out["in_cone_step"] = float(st.cos_step >= kappa)
+    out["beta"] = beta_value
+    c = contraction(loss_t, st.loss_next, loss_min, rc.alpha, beta_value, ctx.lr)
+    out.update(c)
+    out["bound_step"] = contraction(loss_t, st.loss_next, loss_min, st.alpha_step, beta_value, ctx.lr)["bound"]
+    return out
+
+
+@register("distance")
+def distance_check(ctx: CheckContext) -> dict[str, float]:
+    """Layerwise spectral / Frobenius distances to theta_0 and the last layer's (eq. 3, eq. 43)."""
+    return ball_distances([p.detach() for p in ctx.model.params()], ctx.theta0)
+
+
+@register("lipschitz")
+def lipschitz_check(ctx: CheckContext) -> dict[str, float]:
+    """max/mean over training inputs (and outputs) of ||grad_theta f|| and ||grad_x f|| (eq. 9)."""
+    gt, gx = predictor_gradient_norms(ctx.model, ctx.x)
+    sqm = math.sqrt(ctx.model.head.shape[1])
+    return {
+        "grad_theta_max": float(gt.max()),
+        "grad_theta_mean": float(gt.mean()),
+        "grad_x_max": float(gx.max()),
+        "grad_x_mean": float(gx.mean()),
+        "grad_x_sqrt_m": float(gx.max()) * sqm,
+    }

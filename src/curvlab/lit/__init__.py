@@ -1,0 +1,1 @@
+"""Lightning glue: one LightningModule per setting, each with a ``build(cfg)`` used by train.py."""

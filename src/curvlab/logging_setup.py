@@ -1,0 +1,72 @@
+"""Loggers of a run: Lightning's CSVLogger into the run folder (always) and W&B (optional).
+
+W&B is offline by default on machines without credentials (``logger.wandb.mode: auto``), online
+once the user has logged in; ``WANDB_MODE`` in the environment always wins.
+"""
+
+from __future__ import annotations
+
+import netrc
+import os
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.loggers import CSVLogger, Logger
+from omegaconf import DictConfig, OmegaConf
+
+
+def wandb_mode(requested: str) -> str:
+    """``auto`` -> online if an API key is configured, else offline; WANDB_MODE overrides."""
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    if requested != "auto":
+        return requested
+    if os.environ.get("WANDB_API_KEY"):
+        return "online"
+    try:
+        if netrc.netrc().authenticators("api.wandb.ai"):
+            return "online"
+    except (FileNotFoundError, netrc.NetrcParseError):
+        pass
+    return "offline"
+
+
+def run_tags(cfg: DictConfig) -> list[str]:
+    """Tags that let the W&B dashboard group runs by setting, dataset and size without manual work."""
+    tags = [f"task={cfg.task}", f"data={cfg.data.name}", f"seed={cfg.seed}"]
+    for key in ("width", "depth", "K"):
+        if key in cfg.model:
+            tags.append(f"{key}={cfg.model[key]}")
+    return tags + list(cfg.logger.wandb.tags or [])
+
+
+def make_loggers(cfg: DictConfig, run_dir: Path) -> list[Logger]:
+    loggers: list[Logger] = [CSVLogger(save_dir=str(run_dir), name="", version="")]
+    wb = cfg.logger.wandb
+    mode = wandb_mode(wb.mode)
+    if wb.enabled and mode != "disabled":
+        from lightning.pytorch.loggers import WandbLogger
+
+        config: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+        loggers.append(
+            WandbLogger(
+                project=wb.project,
+                entity=wb.entity,
+                group=wb.group or cfg.get("experiment_name") or cfg.task,
+                job_type=cfg.task,
+                tags=run_tags(cfg),
+                save_dir=str(run_dir),
+                mode=mode,
+                config=config,
+                reinit="finish_previous",
+            )
+        )
+    return loggers
+
+
+def finish_wandb() -> None:
+    """End the W&B run of this job, so multirun jobs in one process stay separate runs."""
+    import wandb
+
+    if wandb.run is not None:
+        wandb.finish()

@@ -1,0 +1,107 @@
+"""Closed-form backpropagation through :class:`DeepMLP` that yields, from one forward pass, the
+loss gradient and the average predictor gradient g_bar_t of the RSC paper (Theorem 5.1,
+Definition C.1) without a second full backward pass.
+
+For k = 1 the per-sample output sensitivities S_l = d f(x_i) / d(pre-activation of layer l) are
+backpropagated once; the loss cotangent only rescales rows (delta_l = c_i S_l), so both gradients
+come out of one weight-gradient GEMM on [c * S_l, S_l / n]. For k > 1 the two cotangents are
+stacked along the batch and backpropagated together.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from curvlab.models import DeepMLP
+
+
+@dataclass
+class ForwardCache:
+    """Activations alpha^(0..L) (A[0] = x) and phi'(pre-activation) for layers 1..L."""
+
+    A: list[Tensor]
+    dphi: list[Tensor]
+    out: Tensor  # (n, k) predictions
+
+
+@dataclass
+class FusedGrads:
+    loss: Tensor  # scalar square loss (1/n) sum_i ||y_i - f(x_i)||^2
+    out: Tensor  # (n, k) predictions
+    grad: list[Tensor]  # dL/dtheta, one tensor per parameter of model.params()
+    gbar: list[Tensor]  # g_bar = (1/(nk)) sum_{i,h} grad_theta f_h(theta; x_i), same layout
+
+
+def forward_cache(model: DeepMLP, x: Tensor) -> ForwardCache:
+    """Forward pass of eq. (1)/(41) keeping what backpropagation needs."""
+    A, dphi = [x], []
+    a = x
+    for w in model.weights:
+        z = a @ w.T / math.sqrt(w.shape[1])
+        a = model.act.phi(z)
+        A.append(a)
+        dphi.append(model.act.dphi(z, a))
+    out = a @ model.head.T / math.sqrt(model.head.shape[1])
+    return ForwardCache(A, dphi, out)
+
+
+def backprop(model: DeepMLP, cache: ForwardCache, cot: Tensor, weight_grads: bool = True):
+    """Backpropagate a stack of output cotangents ``cot`` of shape (c, n, k).
+
+    Returns (grads, deltas): grads[j] of shape (c, *param_j.shape) is the gradient of
+    <cot[c], f> w.r.t. parameter j of [W^(1..L), V] (None if ``weight_grads`` is False), and
+    deltas[l-1] of shape (c, n, m_l) is the cotangent of layer l's pre-activation.
+    """
+    V = model.head
+    sqm = math.sqrt(V.shape[1])
+    delta = (cot @ V / sqm) * cache.dphi[-1]
+    grads: list[Tensor] = [cot.transpose(1, 2) @ cache.A[-1] / sqm] if weight_grads else []
+    deltas = [delta]
+    for l in range(model.depth - 1, -1, -1):
+        w = model.weights[l]
+        scale = 1.0 / math.sqrt(w.shape[1])
+        if weight_grads:
+            grads.append(delta.transpose(1, 2) @ cache.A[l] * scale)
+        if l > 0:
+            delta = (delta @ w * scale) * cache.dphi[l - 1]
+            deltas.append(delta)
+    return (grads[::-1] if weight_grads else None), deltas[::-1]
+
+
+def square_loss(out: Tensor, y: Tensor) -> Tensor:
+    """(1/n) sum_i sum_h (y_ih - f_ih)^2 (RSC paper, Section 3 and Appendix C.1)."""
+    return (out - y).pow(2).sum() / out.shape[0]
+
+
+def _fused_single_output(model: DeepMLP, cache: ForwardCache, c: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+    """k = 1: backprop the unit cotangent once; the loss cotangent c only rescales its rows."""
+    n = c.shape[0]
+    ones = torch.ones_like(c)
+    _, sens = backprop(model, cache, ones[None], weight_grads=False)
+    grad, gbar = [], []
+    for l, w in enumerate(model.weights):
+        s = sens[l][0]
+        both = torch.cat([s * c, s / n], dim=1).T @ cache.A[l] / math.sqrt(w.shape[1])  # (2 m_l, m_{l-1})
+        grad.append(both[: w.shape[0]])
+        gbar.append(both[w.shape[0] :])
+    head = torch.cat([c, ones / n], dim=1).T @ cache.A[-1] / math.sqrt(model.head.shape[1])  # (2, m_L)
+    return grad + [head[:1]], gbar + [head[1:]]
+
+
+def loss_grad_and_gbar(model: DeepMLP, x: Tensor, y: Tensor) -> FusedGrads:
+    """Square loss, its gradient and g_bar_t from one forward and one fused backward pass."""
+    with torch.no_grad():
+        cache = forward_cache(model, x)
+        n, k = cache.out.shape
+        loss = square_loss(cache.out, y)
+        c = 2.0 * (cache.out - y) / n  # dL/df
+        if k == 1:
+            grad, gbar = _fused_single_output(model, cache, c)
+        else:
+            both, _ = backprop(model, cache, torch.stack([c, torch.full_like(c, 1.0 / (n * k))]))
+            grad, gbar = [g[0] for g in both], [g[1] for g in both]
+    return FusedGrads(loss, cache.out, grad, gbar)

@@ -1,0 +1,44 @@
+import math
+
+import pytest
+import torch
+
+from curvlab.data.images import encode_targets, load_images
+
+
+def test_offline_mnist_subset_is_normalized_and_seeded(tmp_path):
+    a = load_images("mnist_offline", 128, seed=1, root=str(tmp_path))
+    b = load_images("mnist_offline", 128, seed=1, root=str(tmp_path))  # second load: from the .npz cache
+    c = load_images("mnist_offline", 128, seed=2, root=str(tmp_path))
+    assert a.x.shape == (128, 784)
+    torch.testing.assert_close(a.x.norm(dim=1), torch.full((128,), math.sqrt(784)))
+    assert torch.equal(a.x, b.x) and torch.equal(a.indices, b.indices)
+    assert not torch.equal(a.indices, c.indices)
+    assert len(a.labels.unique()) >= 8  # the subset is random, not the label-sorted head of the file
+
+
+def test_target_encodings():
+    labels = torch.tensor([0, 9, 3])
+    onehot = encode_targets(labels, "onehot")
+    assert onehot.shape == (3, 10) and torch.equal(onehot.argmax(1), labels)
+    scalar = encode_targets(labels, "scalar")
+    torch.testing.assert_close(scalar[:, 0], torch.tensor([-1.0, 1.0, -1.0 / 3.0]))
+    with pytest.raises(ValueError, match="unknown data.target 'ordinal'"):
+        encode_targets(labels, "ordinal")
+
+
+def test_bad_requests_fail_clearly(tmp_path):
+    with pytest.raises(ValueError, match="unknown dataset 'imagenet'"):
+        load_images("imagenet", 10, 0)
+    with pytest.raises(ValueError, match="exceeds the 5000 training points"):
+        load_images("mnist_offline", 6000, 0, root=str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="MNIST/raw/train-images-idx3-ubyte") as err:
+        load_images("mnist", 10, 0, root=str(tmp_path / "nowhere"), download=False)
+    assert str(tmp_path / "nowhere") in str(err.value)
+
+
+@pytest.mark.parametrize("name,d", [("mnist", 784), ("fashion_mnist", 784), ("cifar10", 3072)])
+def test_torchvision_formats(vision_root, trust_cifar, name, d):
+    data = load_images(name, 50, seed=0, target="onehot", root=str(vision_root), download=False)
+    assert data.x.shape == (50, d) and data.y.shape == (50, 10)
+    torch.testing.assert_close(data.x.norm(dim=1), torch.full((50,), math.sqrt(d)))

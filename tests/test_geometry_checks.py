@@ -1,0 +1,120 @@
+"""The geometry checks through the runner and through a real training run: registered names,
+config files, finite values, the NTK / fused-g_bar identity, and failure isolation."""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import OmegaConf
+
+os.environ["WANDB_MODE"] = "disabled"
+
+import curvlab.geometry_checks  # noqa: E402,F401  (registers the checks)
+from curvlab.checks import REGISTRY, CheckContext, build_checks, register  # noqa: E402
+from curvlab.mlp_grads import loss_grad_and_gbar  # noqa: E402
+from curvlab.store import read_history  # noqa: E402
+from geometry_helpers import tiny  # noqa: E402
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+GEOMETRY = ("hessian", "ntk", "restricted_curvature", "distance", "lipschitz")
+
+
+@register("test_boom")
+def _boom(ctx: CheckContext, **_: object) -> dict[str, float]:
+    raise RuntimeError("this check always fails")
+
+
+def _ctx(k: int = 1, step: int = 0) -> CheckContext:
+    model, x, y = tiny(k=k, m=8, n=10)
+    theta0 = [p.detach().clone() for p in model.params()]
+    with torch.no_grad():
+        for p in model.params():
+            p.add_(0.05)
+    return CheckContext(model, x, y, step, loss_grad_and_gbar(model, x, y), theta0, lr=0.1)
+
+
+@pytest.mark.parametrize("group", ["default", "full"])
+def test_checks_config_files_name_registered_checks_with_known_options(group):
+    cfg = OmegaConf.to_container(OmegaConf.load(CONF / "checks" / f"{group}.yaml"))
+    assert set(cfg) == set(GEOMETRY)
+    for name, opts in cfg.items():
+        params = inspect.signature(REGISTRY[name]).parameters
+        unknown = set(opts) - {"every", "at_init", "at_end"} - set(params)
+        assert not unknown, f"{group}.yaml: {name} has unknown options {unknown}"
+        assert opts["every"] > 0
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_all_geometry_checks_run_and_agree(k):
+    cfg = OmegaConf.to_container(OmegaConf.load(CONF / "checks" / "full.yaml"))
+    cfg["hessian"].update(inputs=2)
+    runner = build_checks(cfg)
+    ctx = _ctx(k)
+    out = runner.run(ctx)
+    for name in GEOMETRY:
+        assert out[f"check/{name}/failed"] == 0.0, runner.failures
+        assert out[f"check/{name}/seconds"] >= 0.0
+    assert all(math.isfinite(v) for v in out.values())
+    assert out["check/ntk/identity_rel_err"] < 1e-8
+    assert out["check/hessian/converged"] == 1.0
+    # beta in restricted_curvature is the hessian check's lambda_max (memo within the step)
+    assert out["check/restricted_curvature/beta"] == out["check/hessian/loss_lambda_max"]
+    assert out["check/restricted_curvature/alpha"] <= out["check/restricted_curvature/alpha_random"]
+    assert out["check/distance/spec_max"] > 0
+    assert out["check/lipschitz/grad_theta_max"] >= out["check/lipschitz/grad_theta_mean"] > 0
+
+
+def test_restricted_curvature_without_hessian_computes_its_own_beta():
+    from curvlab.geometry.flat import FlatMLP, flat_params
+    from curvlab.geometry.spectral import loss_hessian_extremes
+
+    ctx = _ctx(step=7)
+    out = build_checks({"restricted_curvature": {"every": 1, "dtype": "float64", "tol": 1e-10}}).run(ctx)
+    top, _ = loss_hessian_extremes(FlatMLP.of(ctx.model), flat_params(ctx.model), ctx.x, ctx.y, with_min=False,
+                                   tol=1e-10)
+    assert out["check/restricted_curvature/beta"] == pytest.approx(top.value, rel=1e-8)
+    assert math.isnan(out["check/restricted_curvature/alpha_hard"])  # no eigenvector at this step
+
+
+def test_bad_option_is_a_failed_check_not_a_crash():
+    runner = build_checks({"ntk": {"every": 1, "kind": "nonsense"}, "distance": {"every": 1}})
+    out = runner.run(_ctx())
+    assert out["check/ntk/failed"] == 1.0 and "ntk" in runner.failures
+    assert out["check/distance/failed"] == 0.0
+
+
+def _compose(overrides: list[str]):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
+def test_failing_check_is_logged_and_training_goes_on(tmp_path):
+    from curvlab.train import run
+
+    cfg = _compose([
+        "logger=csv", "model.width=8", "model.depth=2", "data.n=16", "optimizer.max_steps=6",
+        "optimizer.lr=1.0", "optimizer.loss_tol=0", "progress_bar=false", "threads=1",
+        "+checks.test_boom.every=1", "+checks.ntk.every=2", "+checks.distance.every=3",
+    ])
+    summary = run(cfg, tmp_path)
+    assert summary["status"] == "completed"
+    assert summary["steps"] == 6
+    assert "test_boom" in summary["check_failures"]
+    assert "ntk" not in summary["check_failures"]
+    hist = read_history(tmp_path / "metrics.csv")
+    boom = [v for v in hist["check/test_boom/failed"] if not math.isnan(v)]
+    assert len(boom) >= 6 and all(v == 1.0 for v in boom)
+    ntk = [v for v in hist["check/ntk/lambda_min"] if not math.isnan(v)]
+    assert len(ntk) >= 3  # steps 0, 2, 4 (and the end)
+    losses = [v for v in hist["loss"] if not math.isnan(v)]
+    assert len(losses) == 6 and losses[-1] < losses[0]
+    assert summary["final_checks"]["check/ntk/failed"] == 0.0

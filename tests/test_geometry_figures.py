@@ -1,0 +1,97 @@
+"""The geometry figures from synthetic sweep folders: series extraction and fitted slopes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from curvlab.figures import FIGURES, draw
+from curvlab.store import load_runs, write_summary
+
+
+def _write_run(d: Path, cfg: dict, rows: list[dict], summary: dict) -> None:
+    (d / ".hydra").mkdir(parents=True)
+    OmegaConf.save(OmegaConf.create(cfg), d / ".hydra" / "config.yaml")
+    keys = sorted({k for r in rows for k in r})
+    with open(d / "metrics.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys)
+        w.writeheader()
+        for r in rows:
+            w.writerow(r)
+    write_summary(d, summary)
+
+
+def _cfg(width, depth=3, sigma1=1.0, seed=0, dup=0.0, noise=0.0):
+    return {"task": "rsc", "seed": seed, "model": {"width": width, "depth": depth},
+            "init": {"sigma1": sigma1}, "data": {"n": 512, "duplicates": dup, "duplicate_noise": noise},
+            "checks": {"restricted_curvature": {"loss_min": 0.0}}}
+
+
+def test_hessian_width_slope_is_fitted_from_init_values(tmp_path):
+    """Synthetic norms c * m^-1/2 (sigma_1 = 1) and c * m^-0.3 (sigma_1 = 2): the figure must report
+    those slopes, reading each check's value only where it ran (stale repeats ignored)."""
+    for i, m in enumerate([64, 128, 256, 512]):
+        for s1, slope in ((1.0, -0.5), (2.0, -0.3)):
+            rows = [{"step": 0, "loss": 1.0, "check/hessian/seconds": 0.5 + i, "check/hessian/pred_norm_max": 3 * m**slope,
+                     "check/lipschitz/seconds": 0.1, "check/lipschitz/grad_x_max": m**-0.5,
+                     "check/lipschitz/grad_theta_max": 1.0}]
+            # later rows repeat stale check values (as a logger may) and must not count as new measurements
+            rows += [{**rows[0], "step": t, "loss": 1.0 / (t + 1)} for t in (1, 2)]
+            _write_run(tmp_path / f"m{m}_s{s1}", _cfg(m, sigma1=s1), rows,
+                       {"status": "completed", "steps": 3,
+                        "final_checks": {"check/hessian/pred_norm_max": 5 * m**slope}})
+    out = tmp_path / "fig"
+    paths = draw("hessian_width", tmp_path, out)
+    assert paths[0].exists() and paths[0].stat().st_size > 0
+    slopes = json.loads((out / "hessian_width_slopes.json").read_text())
+    assert slopes["L=3, σ1=1"]["hessian_init"] == pytest.approx(-0.5, abs=1e-9)
+    assert slopes["L=3, σ1=1"]["hessian_end"] == pytest.approx(-0.5, abs=1e-9)
+    assert slopes["L=3, σ1=2"]["hessian_init"] == pytest.approx(-0.3, abs=1e-9)
+    assert slopes["L=3, σ1=2"]["regime (Remark 4.1)"] == "outside"
+    assert slopes["L=3, σ1=1"]["grad_x_init"] == pytest.approx(-0.5, abs=1e-9)
+    assert slopes["L=3, σ1=1"]["grad_theta_init"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_check_series_takes_fresh_rows_only(tmp_path):
+    from curvlab.figures_geometry import check_series
+
+    rows = []
+    for t in range(6):
+        fresh = t % 2 == 0
+        rows.append({"step": t, "loss": 1.0, "check/ntk/seconds": 0.1 * t if fresh else 0.1 * (t - 1),
+                     "check/ntk/lambda_min": float(t if fresh else t - 1)})
+    _write_run(tmp_path / "r", _cfg(64), rows,
+               {"status": "completed", "steps": 6, "final_checks": {"check/ntk/lambda_min": 42.0}})
+    run = load_runs(tmp_path)[0]
+    steps, vals = check_series(run, "ntk", "lambda_min")
+    assert list(steps) == [0, 2, 4, 6] and list(vals) == [0.0, 2.0, 4.0, 42.0]
+
+
+def test_training_figures_draw(tmp_path):
+    for m in (64, 256):
+        for dup in (0.0, 0.25):
+            rows = []
+            for t in range(0, 30):
+                r = {"step": t, "loss": math.exp(-0.1 * t)}
+                if t % 10 == 0:
+                    r.update({"check/ntk/seconds": 0.01 * t + 0.001, "check/ntk/lambda_min": 0.0 if dup else 1e-3,
+                              "check/ntk/lambda_max": 1.0, "check/ntk/quad_rsc": 0.5,
+                              "check/distance/seconds": 0.01 * t + 0.002, "check/distance/spec_max": 0.1 * t,
+                              "check/distance/head": 0.01 * t, "check/distance/spec_l1": 0.1 * t,
+                              "check/distance/euclid": 0.2 * t,
+                              "check/restricted_curvature/seconds": 0.01 * t + 0.003})
+                    for k in ("alpha", "alpha_random", "alpha_step", "alpha_upper"):
+                        r[f"check/restricted_curvature/{k}"] = 1e-3
+                    r.update({"check/restricted_curvature/contraction": 0.9, "check/restricted_curvature/bound": 0.99,
+                              "check/restricted_curvature/bound_step": 0.98})
+                rows.append(r)
+            _write_run(tmp_path / f"m{m}_d{dup}", _cfg(m, depth=1, dup=dup), rows, {"status": "converged", "steps": 30})
+    for name in ("ball_distances", "rsc_vs_ntk", "restricted_curvature"):
+        assert name in FIGURES
+        (path,) = draw(name, tmp_path, tmp_path / "fig")
+        assert path.exists() and path.stat().st_size > 0

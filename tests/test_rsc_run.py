@@ -1,0 +1,50 @@
+"""The RSC task end to end in-process: stop rule, determinism, divergence, logged metrics."""
+
+import json
+import math
+
+from conftest import compose_cfg
+
+from curvlab.store import read_history
+from curvlab.train import run
+
+BASE = ["logger=csv", "data.n=64", "model.width=16", "progress_bar=false", "data.root=data_cache"]
+
+
+def _run(tmp_path, *overrides):
+    cfg = compose_cfg(BASE + list(overrides))
+    summary = run(cfg, tmp_path)
+    return summary, read_history(tmp_path / "metrics.csv")
+
+
+def test_max_steps_and_logged_metrics(tmp_path):
+    summary, hist = _run(tmp_path, "optimizer.max_steps=5")
+    assert summary["status"] == "completed" and summary["steps"] == 5
+    assert hist["step"] == [0, 1, 2, 3, 4]
+    for key in ("loss", "grad_norm", "gbar_norm", "cos_neg_grad_gbar"):
+        assert len(hist[key]) == 5 and all(math.isfinite(v) for v in hist[key])
+    assert summary["min_gbar_norm"] == min(hist["gbar_norm"])
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "completed"
+
+
+def test_stop_rule_converged(tmp_path):
+    # a tolerance above the initial loss stops at step 0, before any update
+    summary, hist = _run(tmp_path, "optimizer.loss_tol=100.0", "optimizer.max_steps=50")
+    assert summary["status"] == "converged" and summary["steps"] == 0 and len(hist["loss"]) == 1
+
+
+def test_seeded_runs_are_bit_identical(tmp_path):
+    s1, h1 = _run(tmp_path / "a", "optimizer.max_steps=4", "seed=3")
+    s2, h2 = _run(tmp_path / "b", "optimizer.max_steps=4", "seed=3")
+    s3, h3 = _run(tmp_path / "c", "optimizer.max_steps=4", "seed=4")
+    assert h1["loss"] == h2["loss"] and h1["gbar_norm"] == h2["gbar_norm"]
+    assert h1["loss"] != h3["loss"]
+
+
+def test_divergence_is_recorded(tmp_path):
+    summary, hist = _run(tmp_path, "optimizer.lr=5000", "optimizer.max_steps=200")
+    assert summary["status"] == "diverged"
+    assert summary["steps"] < 200
+    # the diverged step is logged (last row), the one before it is the last good step
+    assert summary["last_good_step"] == len(hist["loss"]) - 2 == hist["step"][-2]
+    assert not (hist["loss"][-1] < 1e4) and all(v < 1e4 for v in hist["loss"][:-1])
