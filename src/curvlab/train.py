@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
+import socket
 import time
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +28,13 @@ from omegaconf import DictConfig
 from curvlab.config_checks import validate
 from curvlab.lit.common import full_batch_loader
 from curvlab.logging_setup import finish_wandb, make_loggers
-from curvlab.store import is_complete, write_summary
+from curvlab.store import is_complete, write_json_atomic, write_summary
 
 log = logging.getLogger(__name__)
+# Lightning's start-up tips and a torch deprecation notice inside Lightning add nothing to a run's log
+logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")  # Hydra's files
 
 # task name -> module with ``build(cfg) -> LightningModule`` (the module has ``summary()``)
 TASKS = {
@@ -88,6 +95,8 @@ def main(cfg: DictConfig) -> float | None:
     if cfg.resume and is_complete(run_dir):
         log.info("skipping %s: its results are complete", run_dir)
         return None
+    # which process runs this job (a cluster user looking for a stuck job, the fault-injection test)
+    write_json_atomic(run_dir / "running.json", {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()})
     try:
         summary = run(cfg, run_dir)
     except Exception as err:

@@ -1,0 +1,101 @@
+"""Sweeps that survive failure: a killed job, NaN during training, submitit's local executor."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from conftest import ROOT, compose_cfg, run_cli
+
+import curvlab.lit.rsc as rsc
+from curvlab.store import load_runs
+from curvlab.train import run
+
+SWEEP = ["curvlab.train", "-m", "experiment=fig1_mnist", "data=mnist_offline", "data.n=64", "model.width=8,16",
+         "seed=0,1", "optimizer.lr=2", "progress_bar=false", "logger=csv", "hydra.launcher.n_jobs=2"]
+
+
+def _results(sweep):
+    return {
+        r.path.name: (r.status, r.summary["steps"], r.history()["loss"], r.history()["gbar_norm"])
+        for r in load_runs(sweep)
+    }
+
+
+def test_killed_job_is_rerun_and_results_equal_uninterrupted(tmp_path):
+    steps = "optimizer.max_steps=1500"
+    clean = tmp_path / "clean"
+    proc = run_cli(*SWEEP, steps, f"hydra.sweep.dir={clean}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+    faulty = tmp_path / "faulty"
+    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONWARNINGS": "ignore"}
+    sweep = subprocess.Popen([sys.executable, "-m", *SWEEP, steps, f"hydra.sweep.dir={faulty}"], cwd=ROOT, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    marker = faulty / "1" / "running.json"
+    deadline = time.time() + 120
+    while not (marker.exists() and (faulty / "1" / "metrics.csv").exists()) and time.time() < deadline:
+        time.sleep(0.05)
+    assert marker.exists(), "job 1 never started"
+    os.kill(json.loads(marker.read_text())["pid"], signal.SIGKILL)  # kill job 1 mid-run
+    sweep.wait(timeout=120)
+    assert not (faulty / "1" / "summary.json").exists()  # nothing half-written that a figure would read
+
+    proc = run_cli(*SWEEP, steps, f"hydra.sweep.dir={faulty}")  # the same sweep again: resumes
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got, want = _results(faulty), _results(clean)
+    assert set(got) == {"0", "1", "2", "3"}
+    assert all(v[0] in ("completed", "converged") for v in got.values())
+    assert got == want  # bit-identical to the uninterrupted sweep
+
+
+def test_nan_mid_run_marks_diverged_and_keeps_history(tmp_path, monkeypatch):
+    real = rsc.loss_grad_and_gbar
+    calls = {"n": 0}
+
+    def nan_at_step_3(model, x, y):
+        calls["n"] += 1
+        out = real(model, x, y)
+        if calls["n"] == 4:  # step 3
+            out.loss = torch.tensor(float("nan"))
+        return out
+
+    monkeypatch.setattr(rsc, "loss_grad_and_gbar", nan_at_step_3)
+    cfg = compose_cfg(["logger=csv", "data.n=32", "model.width=8", "optimizer.max_steps=20", "progress_bar=false"])
+    summary = run(cfg, tmp_path)
+    assert summary["status"] == "diverged" and summary["last_good_step"] == 2 and summary["steps"] == 3
+    assert (tmp_path / "summary.json").exists()
+
+
+def test_submitit_local_multirun(tmp_path):
+    proc = run_cli("curvlab.train", "-m", "hydra/launcher=submitit_local_run", "experiment=fig1_mnist",
+                   "data=mnist_offline", "data.n=32", "model.width=8,16,32", "seed=0", "optimizer.max_steps=3",
+                   "progress_bar=false", "logger=csv", f"hydra.sweep.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    runs = load_runs(tmp_path)
+    assert sorted(r.config.model.width for r in runs) == [8, 16, 32]
+    assert all(r.status == "completed" for r in runs)
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("model.widht=8", "Key 'widht' is not in struct"),
+        ("data.nn=8", "Key 'nn' is not in struct"),
+        ("optimizer.lrr=1", "Key 'lrr' is not in struct"),
+        ("init.sigma=1", "Key 'sigma' is not in struct"),
+        ("logger.wandb.projekt=x", "Key 'projekt' is not in struct"),
+        ("checks.ntk.every=3", "Key 'ntk' is not in struct"),
+        ("model=mlpp", "Could not find 'model/mlpp'"),
+        ("model.width=abc", "model.width must be a positive integer, got 'abc'"),
+    ],
+)
+def test_config_typos_fail_before_training(override, message, tmp_path):
+    proc = run_cli("curvlab.train", override, f"hydra.run.dir={tmp_path}", "logger=csv", timeout=120)
+    assert proc.returncode != 0
+    assert message in proc.stderr + proc.stdout
+    assert not (tmp_path / "metrics.csv").exists()
