@@ -10,6 +10,7 @@ import argparse
 import importlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -17,6 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from curvlab.store import Run, load_runs  # noqa: E402
+from curvlab.wandb_runs import load_wandb_runs  # noqa: E402
 
 FIGURES: dict[str, str] = {
     "fig1": "curvlab.figures_rsc:fig1",
@@ -52,13 +54,29 @@ def draw(name: str, sweep_dir: Path, out_dir: Path | None = None) -> list[Path]:
     return figure_fn(name)(runs, Path(out_dir) if out_dir else Path(sweep_dir) / "figures")
 
 
+def draw_from_wandb(name: str, project_path: str, group: str | None, out_dir: Path, api: Any = None) -> list[Path]:
+    """Draw figure ``name`` from the W&B runs of ``ENTITY/PROJECT`` (optionally one group)."""
+    runs = load_wandb_runs(project_path, group, api)
+    if not runs:
+        raise SystemExit(f"no finished curvlab runs in W&B project {project_path} (group {group})")
+    return figure_fn(name)(runs, Path(out_dir))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m curvlab.figures", description=__doc__)
     parser.add_argument("figure", choices=sorted(FIGURES))
-    parser.add_argument("sweep_dir", type=Path)
+    parser.add_argument("sweep_dir", type=Path, nargs="?", help="a Hydra multirun folder")
+    parser.add_argument("--from-wandb", metavar="ENTITY/PROJECT", help="read the runs from W&B instead")
+    parser.add_argument("--group", help="with --from-wandb: only this W&B group")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: SWEEP_DIR/figures)")
     args = parser.parse_args(argv)
-    for path in draw(args.figure, args.sweep_dir, args.out):
+    if args.from_wandb:
+        paths = draw_from_wandb(args.figure, args.from_wandb, args.group, args.out or Path("figures"))
+    elif args.sweep_dir is not None:
+        paths = draw(args.figure, args.sweep_dir, args.out)
+    else:
+        parser.error("give a SWEEP_DIR or --from-wandb ENTITY/PROJECT")
+    for path in paths:
         print(path)
 
 

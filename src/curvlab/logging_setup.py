@@ -64,6 +64,14 @@ def make_loggers(cfg: DictConfig, run_dir: Path) -> list[Logger]:
     return loggers
 
 
+def publish_summary(summary: dict[str, Any]) -> None:
+    """Copy the run's summary.json fields into the W&B run summary (figures read them back)."""
+    import wandb
+
+    if wandb.run is not None:
+        wandb.run.summary.update(summary)
+
+
 def finish_wandb() -> None:
     """End the W&B run of this job, so multirun jobs in one process stay separate runs."""
     import wandb

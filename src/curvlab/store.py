@@ -18,6 +18,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -56,11 +57,16 @@ def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
 
 @dataclass
 class Run:
-    """One finished run of a sweep: its folder, resolved config and summary."""
+    """One finished run of a sweep: where it lives (folder or W&B path), resolved config, summary.
+
+    ``load_history`` returns its per-step metrics as columns (missing entries NaN); it defaults
+    to reading ``metrics.csv`` in the run folder and is called once, on first use.
+    """
 
     path: Path
     config: DictConfig
     summary: dict[str, Any]
+    load_history: Callable[[], dict[str, list[float]]] | None = field(default=None, repr=False)
     _history: dict[str, list[float]] | None = field(default=None, repr=False)
 
     @property
@@ -68,9 +74,8 @@ class Run:
         return self.summary.get("status", "unknown")
 
     def history(self) -> dict[str, list[float]]:
-        """Per-step metrics as columns; missing entries are NaN."""
         if self._history is None:
-            self._history = read_history(self.path / HISTORY)
+            self._history = self.load_history() if self.load_history else read_history(self.path / HISTORY)
         return self._history
 
 

@@ -27,7 +27,7 @@ from omegaconf import DictConfig
 
 from curvlab.config_checks import validate
 from curvlab.lit.common import full_batch_loader
-from curvlab.logging_setup import finish_wandb, make_loggers
+from curvlab.logging_setup import finish_wandb, make_loggers, publish_summary
 from curvlab.store import is_complete, write_json_atomic, write_summary
 
 log = logging.getLogger(__name__)
@@ -80,9 +80,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     try:
         trainer.fit(module, train_dataloaders=full_batch_loader())
         summary = module.summary()
+        summary.update(wall_seconds=time.perf_counter() - t0, torch_threads=torch.get_num_threads())
+        publish_summary(summary)
     finally:
         finish_wandb()
-    summary.update(wall_seconds=time.perf_counter() - t0, torch_threads=torch.get_num_threads())
     write_summary(run_dir, summary)
     log.info("run %s: %s", run_dir, {k: v for k, v in summary.items() if not isinstance(v, dict)})
     return summary

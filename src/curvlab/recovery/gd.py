@@ -115,12 +115,15 @@ def _block_grad(kind: str, K: int, n: int, W: Tensor, chunks: list[tuple[Tensor,
 
 
 def _block_step(kind: str, K: int, n: int, W: Tensor, chunks, eta: Tensor, frozen: Tensor, tol: float, eps: float,
-                gn_out: Tensor, stepped_out: Tensor) -> None:
-    """One GD step of a block, in place on W (a view of the packed iterate)."""
+                bound: Tensor, gn_out: Tensor, stepped_out: Tensor) -> None:
+    """One GD step of a block, in place on W (a view of the packed iterate). A slot whose ||W||_F
+    exceeds ``bound`` gets a NaN gradient norm: diverged (far out, every sample saturates, the clipped
+    gradient vanishes and would otherwise read as converged)."""
     b = W.shape[0]
     La = frozen.shape[1]
     G = _block_grad(kind, K, n, W, chunks, eps)
     gn = G.reshape(b, La, -1).square().sum(-1).sqrt_()
+    gn.masked_fill_(W.reshape(b, La, -1).square().sum(-1) > bound.square(), float("nan"))
     stepped = ~frozen & (gn > tol) & torch.isfinite(gn)
     Gv = G.view(b, La, -1)
     Gv.mul_((-eta).view(b, 1, 1) * stepped.unsqueeze(-1))
@@ -153,7 +156,8 @@ def _split_samples(kind: str, X: Tensor, y: Tensor, K: int, nc: int) -> list[tup
 class _Packed:
     """The running part of the trial grid, packed for the batched step."""
 
-    def __init__(self, data: TeacherData, eta: Tensor, W: Tensor, running: Tensor, block_elements: int):
+    def __init__(self, data: TeacherData, eta: Tensor, W: Tensor, running: Tensor, block_elements: int,
+                 bound: Tensor):
         kind, K = data.kind, data.K
         self.kind, self.K = kind, K
         S, L = running.shape
@@ -167,6 +171,7 @@ class _Packed:
         self.frozen = ~running[self.set_idx].gather(1, self.slot)
         self.flat = self.set_idx.unsqueeze(1) * L + self.slot  # (B, La) flat trial id
         self.eta = eta[self.set_idx]
+        self.bound = bound[self.set_idx.unsqueeze(1), self.slot]
         Wg = W[self.set_idx.unsqueeze(1), self.slot]  # (B, La, ...)
         # FCN (B, La K, d): row l K + k is w_k of slot l; CNN (B, La, m)
         self.Wt = Wg.transpose(2, 3).reshape(B, La * K, -1).contiguous() if kind == "fcn" else Wg.contiguous()
@@ -210,10 +215,12 @@ def run_gd(
     compact_below: float = 0.85,
     workers: int | None = None,
     block_elements: int = BLOCK_ELEMENTS,
+    diverge_ratio: float = 1e3,
 ) -> GDResult:
     """GD from W0 ((S, L, d, K) FCN / (S, L, m) CNN) on the S training sets of ``data``.
 
-    Repacks when fewer than ``compact_below`` of the computed slots are still running."""
+    Repacks when fewer than ``compact_below`` of the computed slots are still running. A trial whose
+    ||W_t||_F exceeds ``diverge_ratio`` x max(||W_0||_F, 1) is stopped as diverged."""
     kind, K = check_kind(data.kind), data.K
     S, n, d = data.X.shape
     if kind == "cnn":
@@ -233,13 +240,14 @@ def run_gd(
     gnorm = torch.full((S, L), float("nan"), dtype=data.X.dtype)
     hist = torch.full((max_iter + 1, S * L), float("nan"), dtype=torch.float32) if record_history else None
     running = torch.ones(S, L, dtype=torch.bool)
+    bound = diverge_ratio * W.reshape(S, L, -1).norm(dim=-1).clamp_min(1.0)
     steps = trial_steps = 0
 
     prev_threads = torch.get_num_threads()
     torch.set_num_threads(1)
     pool = ThreadPoolExecutor(workers) if workers > 1 else None
     try:
-        pk = _Packed(data, eta, W, running, block_elements)
+        pk = _Packed(data, eta, W, running, block_elements, bound)
         for t in range(max_iter + 1):
             B, La = pk.frozen.shape
             gn = torch.empty(B, La, dtype=W.dtype)
@@ -247,7 +255,8 @@ def run_gd(
             frozen = pk.frozen
             if t == max_iter:  # the last iterate: gradient norms only, no update
                 frozen = torch.ones_like(frozen)
-            jobs = [(kind, K, n, pk.Wt[b0:b1], ch, pk.eta[b0:b1], frozen[b0:b1], tol, eps, gn[b0:b1], stepped[b0:b1])
+            jobs = [(kind, K, n, pk.Wt[b0:b1], ch, pk.eta[b0:b1], frozen[b0:b1], tol, eps, pk.bound[b0:b1],
+                     gn[b0:b1], stepped[b0:b1])
                     for b0, b1, ch in pk.blocks]
             if pool is None:
                 for job in jobs:
@@ -276,7 +285,7 @@ def run_gd(
                 break
             if (t + 1) % compact_every == 0 and float(pk.frozen.float().mean()) > 1.0 - compact_below:
                 pk.write_back(W)
-                pk = _Packed(data, eta, W, running, block_elements)
+                pk = _Packed(data, eta, W, running, block_elements, bound)
         pk.write_back(W)
     finally:
         torch.set_num_threads(prev_threads)

@@ -27,7 +27,8 @@ def sd_n(W_hat: Tensor) -> Tensor:
     """SD_n per training set: W_hat (S, L, ...) -> (S,)."""
     S, L = W_hat.shape[:2]
     w = _flat(W_hat, S, L)
-    return (w - w.mean(1, keepdim=True)).square().sum(-1).mean(1).sqrt()
+    dev = w - w[:, :1]  # centred on the first point first: identical outputs give exactly 0
+    return (dev - dev.mean(1, keepdim=True)).square().sum(-1).mean(1).sqrt()
 
 
 def success(sd: Tensor, threshold: float) -> Tensor:

@@ -1,0 +1,117 @@
+"""Batched recovery GD vs a straightforward per-trial autograd loop (issue 3, item 8).
+
+Work: FCN, d = 25, K = 3, n = 2000, float64, 1000 trials = 50 training sets x 20 local inits, a fixed
+number of GD steps (no early stop: tol = 0).
+
+* batched: ``curvlab.recovery.gd.run_gd`` on all 1000 trials (``--steps`` updates);
+* per-trial loop: for one trial at a time, ``loss.backward()``-style autograd on the plain loss
+  (``losses.loss_single``) and ``W -= eta grad``. The loop costs the same per trial-step whatever the
+  trial, so it is timed on ``--loop-trials`` trials spread over the sets and scaled per trial-step.
+
+Prints the cost per trial-step of both, their ratio, and the achieved fraction of this machine's fp64
+FLOP limit for the batched step (2 GEMMs of 2 n d K FLOP per trial-step; elementwise work not counted),
+the limit measured in the same run by a large fp64 matmul on all threads. No asserts on time.
+
+    .venv/bin/python bench/bench_recovery_gd.py [--steps 30] [--loop-trials 40] [--workers N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import torch
+
+from curvlab.data.teacher import sample_teacher
+from curvlab.recovery import gd, losses
+from curvlab.recovery.init import local_init
+
+
+def fp64_flop_limit(size: int = 3000, reps: int = 3) -> float:
+    """GFLOP/s of a large fp64 matmul on all torch threads (best of ``reps``)."""
+    A = torch.randn(size, size, dtype=torch.float64)
+    B = torch.randn(size, size, dtype=torch.float64)
+    A @ B
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        A @ B
+        best = min(best, time.perf_counter() - t)
+    return 2.0 * size**3 / best / 1e9
+
+
+def per_trial_loop(data, W0, eta, steps: int, trials: list[tuple[int, int]]) -> tuple[float, torch.Tensor]:
+    out = []
+    t0 = time.perf_counter()
+    for s, l in trials:
+        X, y = data.X[s], data.y[s]
+        W = W0[s, l].clone()
+        for _ in range(steps):
+            W.requires_grad_(True)
+            loss = losses.loss_single(data.kind, X, y, W, data.K)
+            (g,) = torch.autograd.grad(loss, W)
+            with torch.no_grad():
+                W = W - eta[s] * g
+        out.append(W.detach())
+    return time.perf_counter() - t0, torch.stack(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--loop-trials", type=int, default=40)
+    ap.add_argument("--workers", type=int, default=None, help="GD worker threads (default: torch threads)")
+    args = ap.parse_args()
+    os.environ.setdefault("WANDB_MODE", "disabled")
+    d, K, n, S, L = 25, 3, 2000, 50, 20
+    data = sample_teacher("fcn", S, n, d, K, seed=0)
+    W0 = local_init(data.W_star, L, 0.1, torch.Generator().manual_seed(1))
+    eta = gd.step_sizes(data)
+    threads = torch.get_num_threads()
+    workers = gd.default_workers() if args.workers is None else args.workers
+    print(f"machine: {os.cpu_count()} cpus, torch threads {threads}, torch {torch.__version__}")
+    print(f"work: FCN d={d} K={K} n={n} float64, {S} sets x {L} inits = {S * L} trials, {args.steps} GD steps")
+
+    gd.run_gd(data.subset(slice(0, 2)), W0[:2], eta[:2], max_iter=2, tol=0.0, record_history=False, workers=workers)
+    t = time.perf_counter()
+    res = gd.run_gd(data, W0, eta, max_iter=args.steps, tol=0.0, record_history=False, workers=workers)
+    t_batched = time.perf_counter() - t
+    # run_gd evaluates steps + 1 gradients (the last one only for the final norm): count the updates
+    # and the evaluations alike, i.e. per gradient evaluation.
+    per_b = t_batched / res.trial_steps
+
+    gen = torch.Generator().manual_seed(2)
+    sets = torch.randperm(S, generator=gen)[: args.loop_trials] % S
+    trials = [(int(s), int(i % L)) for i, s in enumerate(sets.tolist())]
+    trials = (trials * ((args.loop_trials + len(trials) - 1) // max(len(trials), 1)))[: args.loop_trials]
+    # the loop is timed with 1 torch thread and with the default count; the faster one is the baseline
+    loop_times = {}
+    for nt in sorted({1, threads}):
+        torch.set_num_threads(nt)
+        loop_times[nt], W_loop = per_trial_loop(data, W0, eta, args.steps, trials)
+    torch.set_num_threads(threads)
+    best_nt = min(loop_times, key=loop_times.get)
+    t_loop = loop_times[best_nt]
+    per_l = t_loop / (len(trials) * args.steps)
+    idx_s = torch.tensor([s for s, _ in trials])
+    idx_l = torch.tensor([l for _, l in trials])
+    diff = (res.W[idx_s, idx_l] - W_loop).abs().max().item()
+
+    flop_per_trial_step = 4.0 * n * d * K
+    achieved = flop_per_trial_step / per_b / 1e9
+    limit = fp64_flop_limit()
+    print(f"batched GD      : {per_b * 1e6:8.1f} us per trial-step  ({t_batched:.2f} s for {res.trial_steps} trial-steps, "
+          f"{workers} worker thread(s))")
+    for nt, tl in loop_times.items():
+        print(f"per-trial loop  : {tl / (len(trials) * args.steps) * 1e6:8.1f} us per trial-step  ({tl:.2f} s for "
+              f"{len(trials)} trials x {args.steps} steps, {nt} torch thread(s))")
+    print(f"speed-up (faster loop, {best_nt} thread(s) / batched): {per_l / per_b:.1f}x")
+    print(f"fp64 FLOP limit (3000^3 matmul, {threads} threads): {limit:.1f} GFLOP/s")
+    print(f"batched step achieves {achieved:.1f} GFLOP/s = {achieved / limit:.1%} of the limit "
+          f"(GEMM FLOPs only: 4 n d K = {flop_per_trial_step / 1e6:.2f} MFLOP per trial-step)")
+    print(f"check: max |W_batched - W_loop| over the looped trials = {diff:.2e}")
+
+
+if __name__ == "__main__":
+    main()
