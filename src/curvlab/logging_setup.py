@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import netrc
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -64,17 +65,19 @@ def make_loggers(cfg: DictConfig, run_dir: Path) -> list[Logger]:
     return loggers
 
 
+def _active_wandb_run() -> Any:
+    """The current W&B run, if this process started one (wandb is not imported otherwise)."""
+    wandb = sys.modules.get("wandb")
+    return wandb.run if wandb is not None else None
+
+
 def publish_summary(summary: dict[str, Any]) -> None:
     """Copy the run's summary.json fields into the W&B run summary (figures read them back)."""
-    import wandb
-
-    if wandb.run is not None:
-        wandb.run.summary.update(summary)
+    if (run := _active_wandb_run()) is not None:
+        run.summary.update(summary)
 
 
 def finish_wandb() -> None:
     """End the W&B run of this job, so multirun jobs in one process stay separate runs."""
-    import wandb
-
-    if wandb.run is not None:
-        wandb.finish()
+    if (run := _active_wandb_run()) is not None:
+        run.finish()
