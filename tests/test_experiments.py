@@ -10,12 +10,25 @@ from curvlab.store import FINISHED
 from curvlab.train import run
 
 TINY_RSC = ["model.width=8", "data.n=32", "optimizer.max_steps=2"]
+TINY_RECOVERY = ["data.n=200", "data.sets=2", "init.inits=2", "optimizer.max_steps=3"]
 
 # experiment -> overrides that make one run of it tiny ("{vision}" is the fake torchvision root)
 SMALL: dict[str, list[str]] = {
     "fig1_mnist": TINY_RSC + ["data.root={vision}", "data.download=false"],
     "fig1_fashion_mnist": TINY_RSC + ["data.root={vision}", "data.download=false"],
     "fig1_cifar10": TINY_RSC + ["data.root={vision}", "data.download=false"],
+    # recovery (issue 3)
+    "fig2_rho": ["rho.points=4"],
+    "fig3a_fcn_success": TINY_RECOVERY + ["data.d=6"],
+    "fig3b_fcn_error": TINY_RECOVERY + ["data.d=6"],
+    "fig4a_cnn_success": TINY_RECOVERY + ["data.d=6"],
+    "fig4b_cnn_error": TINY_RECOVERY + ["data.d=6"],
+    "tensor_init_error": TINY_RECOVERY + ["data.d=6", "data.n=3000"],
+    "lsc_vs_n": TINY_RECOVERY + ["data.d=6", "model.geometry.ball_points=3"],
+    # RSC geometry checks (issue 4)
+    "hessian_vs_width": TINY_RSC,
+    "geometry_vs_width": TINY_RSC,
+    "rsc_vs_ntk": TINY_RSC + ["data.duplicates=0.25", "data.duplicate_noise=0.01"],
 }
 
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))

@@ -67,6 +67,9 @@ def test_all_geometry_checks_run_and_agree(k):
     # beta in restricted_curvature is the hessian check's lambda_max (memo within the step)
     assert out["check/restricted_curvature/beta"] == out["check/hessian/loss_lambda_max"]
     assert out["check/restricted_curvature/alpha"] <= out["check/restricted_curvature/alpha_random"]
+    lbar = out["check/restricted_curvature/loss_cone_min"]
+    lt, ln = out["check/restricted_curvature/loss_t"], out["check/restricted_curvature/loss_next"]
+    assert out["check/restricted_curvature/contraction_cone"] == pytest.approx((ln - lbar) / (lt - lbar))
     assert out["check/distance/spec_max"] > 0
     assert out["check/lipschitz/grad_theta_max"] >= out["check/lipschitz/grad_theta_mean"] > 0
 

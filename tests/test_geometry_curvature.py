@@ -11,6 +11,9 @@ from torch.func import grad, hessian
 
 from curvlab.geometry.curvature import (
     cone_directions,
+    cone_line_search,
+    cone_minimum,
+    descent_in_cone,
     contraction,
     restricted_curvature,
     secant_curvature,
@@ -166,3 +169,46 @@ def test_ball_distances_against_svd_and_rank_one_perturbations():
     d2 = ball_distances(q, p0)
     assert d2["spec_l2"] == pytest.approx(float(torch.linalg.svdvals(q[1] - p0[1])[0]), rel=1e-10)
     assert ball_distances(p0, p0)["spec_max"] == 0.0
+
+
+def test_sampled_cone_minimum_and_lemma_52_left_side():
+    """loss_sampled_min is the lowest L(theta + u) over the sampled cone points; the GD point joins
+    the estimate of inf_{B_t} L only when it lies in B_t (|cos| >= kappa and ||step|| <= rho2)."""
+    p = 15
+    A = _spd(p, 0.2, 2.0, seed=9)
+    ts = torch.randn(p, generator=torch.Generator().manual_seed(10), **F64)
+    loss = lambda t: 0.5 * (t - ts) @ A @ (t - ts)  # noqa: E731
+    theta = torch.zeros(p, **F64)
+    g = grad(loss)(theta)
+    rho2, kappa = 0.5, 0.6
+    rc = restricted_curvature(loss, theta, g, g, kappa, rho2, n_dirs=7, radii=(1.0, 0.5), seed=2)
+    pts = [float(loss(theta + r * rho2 * u)) for u, _, _ in cone_directions(g, kappa, 7, torch.Generator().manual_seed(2))
+           for r in (1.0, 0.5)]
+    assert rc.loss_sampled_min == pytest.approx(min(pts), rel=1e-12)
+    st = step_curvature(loss, theta, g, g, lr=0.5 * rho2 / float(g.norm()))  # inside: cos = 1, half the radius
+    assert cone_minimum(rc, st, kappa, rho2) == pytest.approx(min(min(pts), st.loss_next))
+    far = step_curvature(loss, theta, g, g, lr=2.0 * rho2 / float(g.norm()))  # outside the ball
+    assert cone_minimum(rc, far, kappa, rho2) == rc.loss_sampled_min
+
+
+def test_descent_direction_in_cone_and_line_search():
+    gen = torch.Generator().manual_seed(11)
+    g = torch.randn(12, generator=gen, **F64)
+    gbar = torch.randn(12, generator=gen, **F64)
+    cos = abs(float(g @ gbar / (g.norm() * gbar.norm())))
+    for kappa in (0.5 * cos, min(1.0, 2 * cos + 0.1)):
+        d = descent_in_cone(g, gbar, kappa)
+        c = abs(float(d @ gbar / gbar.norm()))
+        assert float(d.norm()) == pytest.approx(1.0) and c >= kappa - 1e-12
+        if kappa <= cos:
+            torch.testing.assert_close(d, -g / g.norm())
+        else:  # on the boundary, and still a descent direction
+            assert c == pytest.approx(kappa) and float(d @ g) < 0
+    # isotropic quadratic with the minimiser along -grad at distance 0.25: the 2^-j grid hits it exactly
+    ts = torch.zeros(12, **F64)
+    ts[0] = 0.25
+    loss = lambda t: (t - ts).pow(2).sum()  # noqa: E731
+    theta = torch.zeros(12, **F64)
+    val = cone_line_search(loss, theta, grad(loss)(theta), ts, kappa=0.9, rho2=1.0, points=4)
+    assert val == pytest.approx(0.0, abs=1e-15)
+    assert cone_line_search(loss, theta, grad(loss)(theta), ts, 0.9, 1.0, points=1) == pytest.approx(0.75**2)

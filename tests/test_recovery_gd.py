@@ -90,3 +90,18 @@ def test_step_size_is_inverse_lambda_max_at_truth():
     assert torch.allclose(gd.step_sizes(td, eta=0.5), torch.full((3,), 0.5, dtype=torch.float64))
     with pytest.raises(ValueError):
         gd.step_sizes(td, eta=-1.0)
+
+
+@pytest.mark.parametrize("kind", ["fcn", "cnn"])
+def test_fused_kernel_and_eager_ops_agree(kind, monkeypatch):
+    from curvlab.recovery import fused
+
+    if fused.kernel() is None:
+        pytest.skip("fused kernel unavailable here (no g++): the eager path is what runs")
+    td, W0, eta = _setup(kind, n=500)
+    a = gd.run_gd(td, W0, eta, max_iter=50, tol=0.0, block_elements=3000)
+    monkeypatch.setenv("CURVLAB_NO_FUSED", "1")
+    assert fused.kernel() is None
+    b = gd.run_gd(td, W0, eta, max_iter=50, tol=0.0, block_elements=3000)
+    assert torch.allclose(a.W, b.W, rtol=1e-12, atol=1e-14)
+    assert torch.allclose(a.grad_norm, b.grad_norm, rtol=1e-9)

@@ -63,6 +63,33 @@ STAGES: list[Stage] = [
          "optimizer.max_steps=300", "threads=1"],
         ["rsc_vs_ntk"],
     ),
+    # recovery paper (issue 3), reduced: smaller d, fewer sets / inits / iterations than the paper
+    Stage("recovery_fig2", "fig2_rho", ["rho.points=120"], ["fig2"]),
+    Stage(
+        "recovery_fig3a",
+        "fig3a_fcn_success",
+        ["data.d=8,12", "data.n=400,800,1600,3200,6400", "data.sets=10", "init.inits=10",
+         "optimizer.max_steps=1500"],
+        ["fig3a"],
+    ),
+    Stage(
+        "recovery_fig3b",
+        "fig3b_fcn_error",
+        ["data.d=8,16", "data.n=1000,2000,4000,8000,16000", "data.sets=20", "optimizer.max_steps=1500"],
+        ["fig3b"],
+    ),
+    Stage(
+        "recovery_fig4a",
+        "fig4a_cnn_success",
+        ["data.d=15,24", "data.n=50,100,200,400,800", "data.sets=20", "init.inits=10", "optimizer.max_steps=1500"],
+        ["fig4a"],
+    ),
+    Stage(
+        "recovery_fig4b",
+        "fig4b_cnn_error",
+        ["data.d=15,24", "data.n=250,500,1000,2000,4000,8000", "data.sets=20", "optimizer.max_steps=1500"],
+        ["fig4b"],
+    ),
 ]
 
 

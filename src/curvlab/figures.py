@@ -26,6 +26,13 @@ FIGURES: dict[str, str] = {
     "ball_distances": "curvlab.figures_geometry:ball_distances",
     "rsc_vs_ntk": "curvlab.figures_geometry:rsc_vs_ntk",
     "restricted_curvature": "curvlab.figures_geometry:restricted_curvature",
+    "fig2": "curvlab.figures_recovery:fig2",
+    "fig3a": "curvlab.figures_recovery:fig3a",
+    "fig3b": "curvlab.figures_recovery:fig3b",
+    "fig4a": "curvlab.figures_recovery:fig4a",
+    "fig4b": "curvlab.figures_recovery:fig4b",
+    "tensor_init": "curvlab.figures_recovery:tensor_init",
+    "lsc": "curvlab.figures_recovery:lsc",
 }
 
 DIVERGED_STYLE = dict(marker="x", color="crimson", linestyle="none", markersize=8, label="diverged")

@@ -2,7 +2,7 @@
 
 Each check is ``fn(ctx, **options) -> {metric: float}``; the runner (:mod:`curvlab.checks`) logs
 them as ``check/<name>/<metric>`` with their wall time and isolates failures. Options come from the
-``checks/`` config group (``conf/checks/default.yaml`` lists every option with its default):
+``checks/`` config group (``conf/checks/default.yaml`` sets and explains every option):
 
 * ``hessian``              predictor Hessian spectral norm at fixed inputs (Theorem 4.1) and the
                            loss Hessian's lambda_max (= beta, Theorem 5.2) and lambda_min
@@ -26,7 +26,13 @@ from typing import Any
 import torch
 
 from curvlab.checks import CheckContext, register
-from curvlab.geometry.curvature import contraction, restricted_curvature, step_curvature
+from curvlab.geometry.curvature import (
+    cone_line_search,
+    cone_minimum,
+    contraction,
+    restricted_curvature,
+    step_curvature,
+)
 from curvlab.geometry.distances import ball_distances
 from curvlab.geometry.flat import FlatMLP, flat, flat_params
 from curvlab.geometry.lipschitz import predictor_gradient_norms
@@ -137,12 +143,16 @@ def restricted_curvature_check(
     loss_min: float = 0.0,
     beta: float | str = "lanczos",
     hard_direction: bool = True,
+    line_points: int = 8,
     tol: float = 1e-2,
     maxiter: int = 300,
     ncv: int = 12,
 ) -> dict[str, float]:
     """alpha_t estimate (min over sampled cone directions), alpha along the GD step, Remark 5.2's
-    2 kappa^2 k ||g_bar||^2, and the observed contraction next to Lemma 5.2's bound. ``beta`` is a
+    2 kappa^2 k ||g_bar||^2, and the observed contraction next to Lemma 5.2's bound: ``contraction``
+    is the gap ratio to ``loss_min`` (Theorem 5.3's left side), ``contraction_cone`` the ratio to the
+    estimate ``loss_cone_min`` of inf_{B_t} L (sampled points and a ``line_points``-point line search
+    along the cone's steepest descent direction; eq. 13's left side). ``beta`` is a
     number or ``lanczos`` (lambda_max of the loss Hessian, shared with ``hessian`` via the memo).
     ``seed`` is offset by the step so the sampled directions differ from step to step."""
     dt = _dtype(dtype) or ctx.x.dtype
@@ -171,6 +181,10 @@ def restricted_curvature_check(
     c = contraction(loss_t, st.loss_next, loss_min, rc.alpha, beta_value, ctx.lr)
     out.update(c)
     out["bound_step"] = contraction(loss_t, st.loss_next, loss_min, st.alpha_step, beta_value, ctx.lr)["bound"]
+    # Lemma 5.2's own left side: the gap to (an estimate of) L(theta_bar_{t+1}) = inf over B_t
+    lbar = cone_minimum(rc, st, kappa, rho2, cone_line_search(loss, theta, grad, gbar, kappa, rho2, line_points))
+    out["loss_cone_min"] = lbar
+    out["contraction_cone"] = contraction(loss_t, st.loss_next, lbar, rc.alpha, beta_value, ctx.lr)["contraction"]
     return out
 
 

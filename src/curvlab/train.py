@@ -39,6 +39,7 @@ warnings.filterwarnings("ignore", message="Experiment logs directory .* exists a
 # task name -> module with ``build(cfg) -> LightningModule`` (the module has ``summary()``)
 TASKS = {
     "rsc": "curvlab.lit.rsc",
+    "recovery": "curvlab.lit.recovery",
 }
 
 

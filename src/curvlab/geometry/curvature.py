@@ -36,7 +36,8 @@ LossFn = Callable[[Tensor], Tensor]
 
 
 def secant_curvature(loss: LossFn, theta: Tensor, loss0: Tensor, grad: Tensor, u: Tensor) -> float:
-    """2 (L(theta + u) - L(theta) - <u, grad L>) / ||u||^2."""
+    """2 (L(theta + u) - L(theta) - <u, grad L>) / ||u||^2 (the RSC inequality of Definition 5.1 solved
+    for alpha; :func:`restricted_curvature` inlines the same formula to keep L(theta + u))."""
     with torch.no_grad():
         lin = loss(theta + u) - loss0 - torch.dot(u, grad)
         return float(2.0 * lin / torch.dot(u, u))
@@ -93,6 +94,7 @@ class RestrictedCurvature:
     alpha_mean: float  # mean over the random directions
     alpha_axis: float  # min over u = ±rho g_bar / ||g_bar|| (cos = 1)
     n_dirs: int
+    loss_sampled_min: float  # min of L(theta + u) over the sampled points: an upper estimate of inf_{B_t} L
 
     def as_dict(self) -> dict[str, float]:
         return dict(self.__dict__)
@@ -123,9 +125,14 @@ def restricted_curvature(
     with torch.no_grad():
         loss0 = loss(theta)
     rand, hard, axis = [], [], []
+    lowest = math.inf
     for u, c, is_random in cone_directions(gbar, kappa, n_dirs, gen, extra):
         for r in radii:
-            v = secant_curvature(loss, theta, loss0, grad, (r * rho2) * u)
+            ur = (r * rho2) * u
+            with torch.no_grad():
+                lu = loss(theta + ur)
+                v = float(2.0 * (lu - loss0 - torch.dot(ur, grad)) / torch.dot(ur, ur))
+            lowest = min(lowest, float(lu))
             (rand if is_random else hard).append(v)
             if c >= 1.0 and is_random:
                 axis.append(v)
@@ -137,6 +144,7 @@ def restricted_curvature(
         alpha_mean=sum(rand) / len(rand) if rand else math.nan,
         alpha_axis=min(axis) if axis else math.nan,
         n_dirs=len(values),
+        loss_sampled_min=lowest,
     )
 
 
@@ -164,10 +172,50 @@ def step_curvature(loss: LossFn, theta: Tensor, grad: Tensor, gbar: Tensor, lr: 
     return StepCurvature(float(alpha), float(loss0), float(loss1), float(uu.sqrt()), float(cos))
 
 
+def descent_in_cone(grad: Tensor, gbar: Tensor, kappa: float) -> Tensor:
+    """The unit direction of Q_kappa (Definition 5.2) closest to -grad L: -grad L itself when
+    |cos(grad L, g_bar)| >= kappa, else the cone-boundary direction in the plane of g_bar and grad L."""
+    d = -grad / grad.norm()
+    ghat = gbar / gbar.norm()
+    c = float(torch.dot(d, ghat))
+    if abs(c) >= kappa:
+        return d
+    z = d - c * ghat
+    sign = 1.0 if c >= 0 else -1.0
+    return sign * kappa * ghat + math.sqrt(1.0 - kappa * kappa) * z / z.norm()
+
+
+def cone_line_search(
+    loss: LossFn, theta: Tensor, grad: Tensor, gbar: Tensor, kappa: float, rho2: float, points: int = 8
+) -> float:
+    """min_j L(theta + s_j d), d = :func:`descent_in_cone`, s_j = rho2 2^-j (j < ``points``): a cheap
+    estimate of inf over B_t = Q_kappa ∩ B_rho2(theta_t) of L, the minimiser theta_bar_{t+1} of
+    Lemma 5.2 (for a small ball it lies near the steepest descent direction allowed by the cone)."""
+    d = descent_in_cone(grad, gbar, kappa)
+    with torch.no_grad():
+        return min(float(loss(theta + (rho2 * 2.0**-j) * d)) for j in range(points))
+
+
+def cone_minimum(
+    rc: RestrictedCurvature, st: StepCurvature, kappa: float, rho2: float, line_min: float = math.inf
+) -> float:
+    """Estimate of L(theta_bar_{t+1}) = inf over B_t = Q_kappa ∩ B_rho2(theta_t) of L (Lemma 5.2):
+    the lowest of the sampled losses, the line-search losses (``line_min``, from
+    :func:`cone_line_search`) and L(theta_{t+1}) when the GD step itself lies in B_t. An upper
+    estimate of the infimum, like alpha."""
+    inside = st.cos_step >= kappa and st.step_norm <= rho2
+    best = min(rc.loss_sampled_min, line_min)
+    return min(best, st.loss_next) if inside else best
+
+
 def contraction(
     loss_t: float, loss_next: float, loss_min: float, alpha: float, beta: float, lr: float
 ) -> dict[str, float]:
-    """Observed (L_{t+1} - L_min) / (L_t - L_min) and Lemma 5.2's 1 - alpha omega (2 - omega) / beta."""
+    """Observed (L_{t+1} - L_min) / (L_t - L_min) and Lemma 5.2's 1 - alpha omega (2 - omega) / beta.
+
+    With ``loss_min`` = L(theta_bar_{t+1}) (e.g. :func:`cone_minimum`) the observed ratio is the
+    left side of eq. (13) itself; with a global L_min it is Theorem 5.3's ratio, whose factor also
+    carries (1 - gamma_t), so it may exceed the Lemma 5.2 factor without contradicting it."""
     omega = lr * beta
     gap = loss_t - loss_min
     observed = (loss_next - loss_min) / gap if gap > 0 else math.nan

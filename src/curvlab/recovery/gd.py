@@ -10,7 +10,9 @@ contiguous rows:
     CNN: Z = [w_1 ... w_L]^T Xp^T     (L x m)(m x K n)   (Xp: the n K patches x^(k)_i, k-major)
          ...                                               G^T = D Xp       (L x m)
 
-(the CNN gradient thereby sums over all K patches). The work is cut into *blocks* (a few sets x a
+(the CNN gradient thereby sums over all K patches). The elementwise pass is one fused C++ loop
+(:mod:`curvlab.recovery.fused`, built once with g++) or, where that is unavailable, eager ATen ops
+(``CURVLAB_NO_FUSED=1`` forces them). The work is cut into *blocks* (a few sets x a
 range of samples) whose intermediates fit in the L2 cache (~1 MB): a whole-batch elementwise op on
 (S, n, L K) float64 buffers runs at memory bandwidth (and pays page faults on every fresh >32 MB
 buffer), several times slower than the same op in cache. Blocks run single-threaded BLAS/ATen ops;
@@ -38,7 +40,7 @@ import torch
 from torch import Tensor
 
 from curvlab.data.teacher import TeacherData, check_kind, patch_size
-from curvlab.recovery import losses
+from curvlab.recovery import fused, losses
 
 STATUS_RUNNING, STATUS_CONVERGED, STATUS_CAPPED, STATUS_DIVERGED = 0, 1, 2, 3
 STATUS_NAMES = {STATUS_RUNNING: "running", STATUS_CONVERGED: "converged", STATUS_CAPPED: "capped",
@@ -98,9 +100,15 @@ def _block_grad(kind: str, K: int, n: int, W: Tensor, chunks: list[tuple[Tensor,
     G = None
     b = W.shape[0]
     La = W.shape[1] // K if kind == "fcn" else W.shape[1]
+    fk = fused.kernel()
     for Xc, cc in chunks:
         nc = cc.shape[-1]
         s = torch.bmm(W, Xc.transpose(1, 2))  # FCN (b, La K, nc) / CNN (b, La, K nc)
+        if fk is not None:
+            fk.fused_delta(s.view(b, La, K, nc), cc, K, float(n), eps)
+            g = torch.bmm(s, Xc)
+            G = g if G is None else G.add_(g)
+            continue
         s.sigmoid_()
         s4 = s.view(b, La, K, nc)
         Hs = s4.sum(2, keepdim=True)  # (b, La, 1, nc)
@@ -123,7 +131,7 @@ def _block_step(kind: str, K: int, n: int, W: Tensor, chunks, eta: Tensor, froze
     La = frozen.shape[1]
     G = _block_grad(kind, K, n, W, chunks, eps)
     gn = G.reshape(b, La, -1).square().sum(-1).sqrt_()
-    gn.masked_fill_(W.reshape(b, La, -1).square().sum(-1) > bound.square(), float("nan"))
+    gn.masked_fill_(~(W.reshape(b, La, -1).square().sum(-1) <= bound.square()), float("nan"))  # NaN W too
     stepped = ~frozen & (gn > tol) & torch.isfinite(gn)
     Gv = G.view(b, La, -1)
     Gv.mul_((-eta).view(b, 1, 1) * stepped.unsqueeze(-1))
@@ -203,93 +211,166 @@ def default_workers() -> int:
     return max(1, int(env)) if env else max(1, torch.get_num_threads())
 
 
-def run_gd(
-    data: TeacherData,
-    W0: Tensor,
-    eta: Tensor,
-    max_iter: int = 3500,
-    tol: float = 1e-10,
-    eps: float = losses.DEFAULT_EPS,
-    record_history: bool = True,
-    compact_every: int = 25,
-    compact_below: float = 0.85,
-    workers: int | None = None,
-    block_elements: int = BLOCK_ELEMENTS,
-    diverge_ratio: float = 1e3,
-) -> GDResult:
-    """GD from W0 ((S, L, d, K) FCN / (S, L, m) CNN) on the S training sets of ``data``.
+class BatchedGD:
+    """GD over all trials of one grid point, one batched iteration per :meth:`step` (so a Lightning
+    ``training_step`` can drive it). :func:`run_gd` is the plain loop over it.
 
-    Repacks when fewer than ``compact_below`` of the computed slots are still running. A trial whose
-    ||W_t||_F exceeds ``diverge_ratio`` x max(||W_0||_F, 1) is stopped as diverged."""
-    kind, K = check_kind(data.kind), data.K
-    S, n, d = data.X.shape
-    if kind == "cnn":
-        patch_size(d, K)
-    if W0.shape[0] != S:
-        raise ValueError(f"W0 has {W0.shape[0]} sets, data has {S}")
-    if max_iter < 0:
-        raise ValueError(f"max_iter must be >= 0, got {max_iter}")
-    L = W0.shape[1]
-    if tuple(eta.shape) != (S,):
-        raise ValueError(f"eta must have shape ({S},), got {tuple(eta.shape)}")
-    workers = default_workers() if workers is None else max(1, int(workers))
+    ``step()`` at t < max_iter computes every running trial's gradient at W_t, stops the trials that
+    meet a stopping rule and updates the others; at t = max_iter it only evaluates the final gradient
+    norms (capped trials). Returns whether any trial is still running. Call :meth:`close` (or use it as
+    a context manager) to restore the torch thread count and stop the worker threads."""
 
-    W = W0.detach().to(data.X.dtype).clone()
-    status = torch.zeros(S, L, dtype=torch.int8)
-    iters = torch.zeros(S, L, dtype=torch.long)
-    gnorm = torch.full((S, L), float("nan"), dtype=data.X.dtype)
-    hist = torch.full((max_iter + 1, S * L), float("nan"), dtype=torch.float32) if record_history else None
-    running = torch.ones(S, L, dtype=torch.bool)
-    bound = diverge_ratio * W.reshape(S, L, -1).norm(dim=-1).clamp_min(1.0)
-    steps = trial_steps = 0
+    def __init__(
+        self,
+        data: TeacherData,
+        W0: Tensor,
+        eta: Tensor,
+        max_iter: int = 3500,
+        tol: float = 1e-10,
+        eps: float = losses.DEFAULT_EPS,
+        record_history: bool = True,
+        compact_every: int = 25,
+        compact_below: float = 0.85,
+        workers: int | None = None,
+        block_elements: int = BLOCK_ELEMENTS,
+        diverge_ratio: float = 1e3,
+        stall_patience: int = 0,
+        stall_tol: float = 0.0,
+    ):
+        kind, K = check_kind(data.kind), data.K
+        S, n, d = data.X.shape
+        if kind == "cnn":
+            patch_size(d, K)
+        if W0.shape[0] != S:
+            raise ValueError(f"W0 has {W0.shape[0]} sets, data has {S}")
+        if max_iter < 0:
+            raise ValueError(f"max_iter must be >= 0, got {max_iter}")
+        L = W0.shape[1]
+        if tuple(eta.shape) != (S,):
+            raise ValueError(f"eta must have shape ({S},), got {tuple(eta.shape)}")
+        self.data, self.eta, self.max_iter, self.tol, self.eps = data, eta, max_iter, tol, eps
+        self.compact_every, self.compact_below, self.block_elements = compact_every, compact_below, block_elements
+        self.workers = default_workers() if workers is None else max(1, int(workers))
+        self.W = W0.detach().to(data.X.dtype).clone()
+        self.status = torch.zeros(S, L, dtype=torch.int8)
+        self.iters = torch.zeros(S, L, dtype=torch.long)
+        self.gnorm = torch.full((S, L), float("nan"), dtype=data.X.dtype)
+        self.hist = torch.full((max_iter + 1, S * L), float("nan"), dtype=torch.float32) if record_history else None
+        self.running = torch.ones(S, L, dtype=torch.bool)
+        self.bound = diverge_ratio * self.W.reshape(S, L, -1).norm(dim=-1).clamp_min(1.0)
+        self.stall_patience, self.stall_tol = int(stall_patience), float(stall_tol)
+        self.best = torch.full((S * L,), float("inf"), dtype=data.X.dtype)
+        self.stale = torch.zeros(S * L, dtype=torch.long)
+        self.t = 0
+        self.steps = self.trial_steps = 0
+        self.last_live_gn = torch.empty(0, dtype=data.X.dtype)  # gradient norms of the trials live at the last step
+        fused.kernel()  # build / load the fused elementwise kernel here, not inside a timed step
+        self._prev_threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        self._pool = ThreadPoolExecutor(self.workers) if self.workers > 1 else None
+        self._pk: _Packed | None = _Packed(data, eta, self.W, self.running, block_elements, self.bound)
 
-    prev_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    pool = ThreadPoolExecutor(workers) if workers > 1 else None
-    try:
-        pk = _Packed(data, eta, W, running, block_elements, bound)
-        for t in range(max_iter + 1):
-            B, La = pk.frozen.shape
-            gn = torch.empty(B, La, dtype=W.dtype)
-            stepped = torch.empty(B, La, dtype=torch.bool)
-            frozen = pk.frozen
-            if t == max_iter:  # the last iterate: gradient norms only, no update
-                frozen = torch.ones_like(frozen)
-            jobs = [(kind, K, n, pk.Wt[b0:b1], ch, pk.eta[b0:b1], frozen[b0:b1], tol, eps, pk.bound[b0:b1],
-                     gn[b0:b1], stepped[b0:b1])
-                    for b0, b1, ch in pk.blocks]
-            if pool is None:
-                for job in jobs:
-                    _block_step(*job)
-            else:
-                for f in [pool.submit(_block_step, *job) for job in jobs]:
-                    f.result()
-            steps += 1
-            trial_steps += B * La
-            live = ~pk.frozen
-            ids = pk.flat[live]
-            if hist is not None:
-                hist[t].index_put_((ids,), gn[live].float())
-            gnorm.view(-1).index_put_((ids,), gn[live])
-            stopped = live & ~stepped
-            if bool(stopped.any()):
-                sid = pk.flat[stopped]
-                g = gn[stopped]
-                st = torch.where(g <= tol, STATUS_CONVERGED,
-                                 torch.where(torch.isfinite(g), STATUS_CAPPED, STATUS_DIVERGED))
-                status.view(-1)[sid] = st.to(torch.int8)
-                iters.view(-1)[sid] = t
-                running.view(-1)[sid] = False
-                pk.frozen = pk.frozen | stopped
-            if not bool(running.any()):
-                break
-            if (t + 1) % compact_every == 0 and float(pk.frozen.float().mean()) > 1.0 - compact_below:
-                pk.write_back(W)
-                pk = _Packed(data, eta, W, running, block_elements, bound)
-        pk.write_back(W)
-    finally:
-        torch.set_num_threads(prev_threads)
-        if pool is not None:
-            pool.shutdown()
-    return GDResult(W, iters, status, gnorm, eta, None if hist is None else hist.view(max_iter + 1, S, L),
-                    steps, trial_steps)
+    @property
+    def done(self) -> bool:
+        return self._pk is None
+
+    def step(self) -> bool:
+        if self._pk is None:
+            return False
+        pk, t, data = self._pk, self.t, self.data
+        B, La = pk.frozen.shape
+        gn = torch.empty(B, La, dtype=self.W.dtype)
+        stepped = torch.empty(B, La, dtype=torch.bool)
+        frozen = pk.frozen
+        if t == self.max_iter:  # the last iterate: gradient norms only, no update
+            frozen = torch.ones_like(frozen)
+        jobs = [(data.kind, data.K, data.n, pk.Wt[b0:b1], ch, pk.eta[b0:b1], frozen[b0:b1], self.tol, self.eps,
+                 pk.bound[b0:b1], gn[b0:b1], stepped[b0:b1]) for b0, b1, ch in pk.blocks]
+        if self._pool is None:
+            for job in jobs:
+                _block_step(*job)
+        else:
+            for f in [self._pool.submit(_block_step, *job) for job in jobs]:
+                f.result()
+        self.steps += 1
+        self.trial_steps += B * La
+        live = ~pk.frozen
+        ids = pk.flat[live]
+        self.last_live_gn = gn[live]
+        if self.hist is not None:
+            self.hist[t].index_put_((ids,), self.last_live_gn.float())
+        self.gnorm.view(-1).index_put_((ids,), self.last_live_gn)
+        stopped = live & ~stepped
+        if bool(stopped.any()):
+            sid = pk.flat[stopped]
+            g = gn[stopped]
+            st = torch.where(g <= self.tol, STATUS_CONVERGED,
+                             torch.where(torch.isfinite(g), STATUS_CAPPED, STATUS_DIVERGED))
+            self.status.view(-1)[sid] = st.to(torch.int8)
+            self.iters.view(-1)[sid] = t
+            self.running.view(-1)[sid] = False
+            pk.frozen = pk.frozen | stopped
+        if self.stall_patience > 0:
+            self._stall_stop(pk, live & stepped, gn)
+        self.t += 1
+        if not bool(self.running.any()):
+            pk.write_back(self.W)
+            self._pk = None
+            return False
+        if self.t % self.compact_every == 0 and float(pk.frozen.float().mean()) > 1.0 - self.compact_below:
+            pk.write_back(self.W)
+            self._pk = _Packed(data, self.eta, self.W, self.running, self.block_elements, self.bound)
+        return True
+
+    def _stall_stop(self, pk: "_Packed", moved: Tensor, gn: Tensor) -> None:
+        """Stop trials whose gradient norm has reached the round-off floor: not below its running
+        minimum for ``stall_patience`` steps, that minimum <= ``stall_tol``. They count as converged
+        (iters = updates taken, grad_norm = the last one evaluated)."""
+        ids = pk.flat[moved]
+        g = gn[moved]
+        improved = g < self.best[ids]
+        self.best[ids] = torch.minimum(self.best[ids], g)
+        self.stale[ids] = torch.where(improved, 0, self.stale[ids] + 1)
+        stall = (self.stale[ids] >= self.stall_patience) & (self.best[ids] <= self.stall_tol)
+        if bool(stall.any()):
+            sid = ids[stall]
+            self.status.view(-1)[sid] = STATUS_CONVERGED
+            self.iters.view(-1)[sid] = self.t + 1
+            self.running.view(-1)[sid] = False
+            mask = torch.zeros_like(moved)
+            mask[moved] = stall
+            pk.frozen = pk.frozen | mask
+
+    def run(self) -> "GDResult":
+        while self.step():
+            pass
+        return self.result()
+
+    def result(self) -> GDResult:
+        if self._pk is not None:
+            self._pk.write_back(self.W)
+        S, L = self.running.shape
+        hist = None if self.hist is None else self.hist.view(self.max_iter + 1, S, L)
+        return GDResult(self.W, self.iters, self.status, self.gnorm, self.eta, hist, self.steps, self.trial_steps)
+
+    def close(self) -> None:
+        torch.set_num_threads(self._prev_threads)
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def __enter__(self) -> "BatchedGD":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def run_gd(data: TeacherData, W0: Tensor, eta: Tensor, **options) -> GDResult:
+    """GD from W0 ((S, L, d, K) FCN / (S, L, m) CNN) on the S training sets of ``data``; options as in
+    :class:`BatchedGD` (max_iter, tol, eps, record_history, compact_every, compact_below, workers,
+    block_elements, diverge_ratio, stall_patience, stall_tol). Repacks when fewer than ``compact_below`` of the computed slots are
+    still running; a trial whose ||W_t||_F exceeds ``diverge_ratio`` x max(||W_0||_F, 1) is stopped as
+    diverged."""
+    with BatchedGD(data, W0, eta, **options) as gd:
+        return gd.run()
