@@ -48,3 +48,11 @@ def test_divergence_is_recorded(tmp_path):
     # the diverged step is logged (last row), the one before it is the last good step
     assert summary["last_good_step"] == len(hist["loss"]) - 2 == hist["step"][-2]
     assert not (hist["loss"][-1] < 1e4) and all(v < 1e4 for v in hist["loss"][:-1])
+
+
+def test_check_values_appear_only_on_the_steps_they_ran(tmp_path):
+    summary, hist = _run(tmp_path, "optimizer.max_steps=7", "+checks.distance.every=3")
+    ran = [s for s, v in zip(hist["step"], hist["check/distance/seconds"]) if v == v]  # not NaN
+    assert ran == [0, 3, 6, 7]  # at init, every 3 steps, and the end-of-run check at step 7
+    assert len(hist["step"]) == 8 and hist["step"][:7] == [0, 1, 2, 3, 4, 5, 6]
+    assert summary["final_checks"]["check/distance/failed"] == 0.0

@@ -143,11 +143,14 @@ def tensor_init(runs: list[Run], out_dir: Path) -> list[Path]:
         sub = [r for r in rs if r.summary["kind"] == kind]
         for d, group in _by_d(sub).items():
             n = np.array([r.summary["n"] for r in group], dtype=float)
-            ax.plot(n, [r.summary["init_error_mean"] for r in group], "o-", label=f"{kind.upper()} d = {d}: tensor init")
-            ax.plot(n, [r.summary["error_mean"] for r in group], "s--", label=f"{kind.upper()} d = {d}: after GD")
+            med = "init_error_median" in group[0].summary
+            ax.plot(n, [r.summary["init_error_median" if med else "init_error_mean"] for r in group], "o-",
+                    label=f"{kind.upper()} d = {d}: tensor init")
+            ax.plot(n, [r.summary["error_median" if med else "error_mean"] for r in group], "s--",
+                    label=f"{kind.upper()} d = {d}: after GD")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set(xlabel="n", ylabel=r"$\|W - W^*\|_F^2 / \|W^*\|_F^2$ (mean over sets)",
+    ax.set(xlabel="n", ylabel=r"$\|W - W^*\|_F^2 / \|W^*\|_F^2$ (median over sets)",
            title="Tensor-method initialization (Algorithm 2) vs n")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)

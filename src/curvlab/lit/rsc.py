@@ -62,6 +62,13 @@ class RSCModule(L.LightningModule):
     def _context(self, step: int, fused: FusedGrads, final: bool) -> CheckContext:
         return CheckContext(self.model, self.x, self.y, step, fused, self._theta0, self.lr, final)
 
+    def _log(self, metrics: dict[str, Any], step: int) -> None:
+        """One history row per step, straight to the loggers: Lightning's ``self.log`` would carry
+        a key's last value into every later row of this endless epoch (checks run only on some steps)."""
+        row = {k: float(v) for k, v in metrics.items()}
+        for lg in self.loggers:
+            lg.log_metrics(row, step=step)
+
     def training_step(self, batch: Any, batch_idx: int) -> None:
         step = self.global_step
         if self._theta0 is None:
@@ -72,17 +79,17 @@ class RSCModule(L.LightningModule):
         grad_norm, gbar_norm = _norm(fused.grad), _norm(fused.gbar)
         cos = -_dot(fused.grad, fused.gbar) / (grad_norm * gbar_norm).clamp_min(1e-30)
         metrics = {"loss": fused.loss, "grad_norm": grad_norm, "gbar_norm": gbar_norm, "cos_neg_grad_gbar": cos}
+        self.log_dict({"L": fused.loss, "gbar": gbar_norm}, on_step=True, on_epoch=False, prog_bar=True, logger=False)
         if is_diverged(loss, self.diverge_loss):  # logged, so the history shows where it blew up
             self.status = "diverged"
             self.trainer.should_stop = True
-            self.log_dict(metrics, on_step=True, on_epoch=False)
+            self._log(metrics, step)
             return
         self.min_gbar = min(self.min_gbar, gbar_norm.item())
         self.last_good_step = step
         if self.checks is not None:
             metrics.update(self.checks.run(self._context(step, fused, final=False)))
-        self.log_dict(metrics, on_step=True, on_epoch=False)
-        self.log_dict({"L": fused.loss, "gbar": gbar_norm}, on_step=True, on_epoch=False, prog_bar=True, logger=False)
+        self._log(metrics, step)
         if loss < self.loss_tol:
             self.status = "converged"
             self.trainer.should_stop = True
@@ -98,8 +105,7 @@ class RSCModule(L.LightningModule):
         if self.checks is not None and self.status != "diverged" and self._theta0 is not None:
             fused = loss_grad_and_gbar(self.model, self.x, self.y)
             self.final_checks = self.checks.run(self._context(self.global_step, fused, final=True))
-            for lg in self.loggers:
-                lg.log_metrics(self.final_checks, step=self.global_step)
+            self._log(self.final_checks, self.global_step)
 
     def summary(self) -> dict[str, Any]:
         out = {

@@ -89,56 +89,52 @@ def step_sizes(data: TeacherData, eta: float | str | None = "auto", eta_scale: f
 # one block of the batched step
 
 
-def _block_grad(kind: str, K: int, n: int, W: Tensor, chunks: list[tuple[Tensor, Tensor]], eps: float) -> Tensor:
-    """Gradient of the b sets of a block at all their slots.
+def _block_grad(kind: str, K: int, n: int, W: Tensor, chunks: list[tuple[Tensor, Tensor]], eps: float,
+                G: Tensor) -> None:
+    """Gradient of the b sets of a block at all their slots, written into G (same shape as W).
 
     W: FCN (b, La K, d) / CNN (b, La, m). chunks: sample ranges (Xc, cc) with Xc (b, nc, d) [FCN] or
-    (b, K nc, m) k-major patches [CNN] and cc = (1 - y) K n, shape (b, 1, 1, nc). Returns G like W.
+    (b, K nc, m) k-major patches [CNN] and cc = (1 - y) K n, shape (b, 1, 1, nc).
 
     With Hs = sum_k s_k = K H and y in {0, 1}: l'(H) / (K n) = 1 / ((1 - y) K n - n Hs), zero where
     H is clipped (outside [eps, 1 - eps])."""
-    G = None
     b = W.shape[0]
     La = W.shape[1] // K if kind == "fcn" else W.shape[1]
     fk = fused.kernel()
-    for Xc, cc in chunks:
+    for q, (Xc, cc) in enumerate(chunks):
         nc = cc.shape[-1]
         s = torch.bmm(W, Xc.transpose(1, 2))  # FCN (b, La K, nc) / CNN (b, La, K nc)
         if fk is not None:
             fk.fused_delta(s.view(b, La, K, nc), cc, K, float(n), eps)
-            g = torch.bmm(s, Xc)
-            G = g if G is None else G.add_(g)
-            continue
-        s.sigmoid_()
-        s4 = s.view(b, La, K, nc)
-        Hs = s4.sum(2, keepdim=True)  # (b, La, 1, nc)
-        Hc = Hs.clamp(K * eps, K * (1.0 - eps))
-        inside = Hc == Hs
-        r = torch.sub(cc, Hc, alpha=float(n)).reciprocal_().mul_(inside)
-        s.addcmul_(s, s, value=-1.0)  # s(1 - s)
-        s4.mul_(r)
-        g = torch.bmm(s, Xc)
-        G = g if G is None else G.add_(g)
-    return G
+        else:
+            s.sigmoid_()
+            s4 = s.view(b, La, K, nc)
+            Hs = s4.sum(2, keepdim=True)  # (b, La, 1, nc)
+            Hc = Hs.clamp(K * eps, K * (1.0 - eps))
+            inside = Hc == Hs
+            r = torch.sub(cc, Hc, alpha=float(n)).reciprocal_().mul_(inside)
+            s.addcmul_(s, s, value=-1.0)  # s(1 - s)
+            s4.mul_(r)
+        if q == 0:
+            torch.bmm(s, Xc, out=G)
+        else:
+            G.baddbmm_(s, Xc)
 
 
-def _block_step(kind: str, K: int, n: int, W: Tensor, chunks, eta: Tensor, frozen: Tensor, tol: float, eps: float,
-                bound: Tensor, gn_out: Tensor, stepped_out: Tensor) -> None:
-    """One GD step of a block, in place on W (a view of the packed iterate). A slot whose ||W||_F
-    exceeds ``bound`` gets a NaN gradient norm: diverged (far out, every sample saturates, the clipped
-    gradient vanishes and would otherwise read as converged)."""
-    b = W.shape[0]
-    La = frozen.shape[1]
-    G = _block_grad(kind, K, n, W, chunks, eps)
-    gn = G.reshape(b, La, -1).square().sum(-1).sqrt_()
-    gn.masked_fill_(~(W.reshape(b, La, -1).square().sum(-1) <= bound.square()), float("nan"))  # NaN W too
+def _update(W: Tensor, G: Tensor, eta: Tensor, frozen: Tensor, tol: float, bound: Tensor) -> tuple[Tensor, Tensor]:
+    """Masked GD update of the whole packed batch, in place on W; returns (grad norm, stepped), (B, La).
+
+    A slot whose ||W||_F exceeds ``bound`` (or is NaN) gets a NaN gradient norm: diverged (far out,
+    every sample saturates, the clipped gradient vanishes and would otherwise read as converged)."""
+    B, La = frozen.shape
+    Gv = G.view(B, La, -1)
+    gn = Gv.square().sum(-1).sqrt_()
+    gn.masked_fill_(~(W.view(B, La, -1).square().sum(-1) <= bound.square()), float("nan"))
     stepped = ~frozen & (gn > tol) & torch.isfinite(gn)
-    Gv = G.view(b, La, -1)
-    Gv.mul_((-eta).view(b, 1, 1) * stepped.unsqueeze(-1))
+    Gv.mul_((-eta).view(B, 1, 1) * stepped.unsqueeze(-1))
     Gv.masked_fill_(~stepped.unsqueeze(-1), 0.0)  # a frozen non-finite gradient must not leak in
     W.add_(G)
-    gn_out.copy_(gn)
-    stepped_out.copy_(stepped)
+    return gn, stepped
 
 
 # --------------------------------------------------------------------------------------------------
@@ -279,19 +275,18 @@ class BatchedGD:
             return False
         pk, t, data = self._pk, self.t, self.data
         B, La = pk.frozen.shape
-        gn = torch.empty(B, La, dtype=self.W.dtype)
-        stepped = torch.empty(B, La, dtype=torch.bool)
         frozen = pk.frozen
         if t == self.max_iter:  # the last iterate: gradient norms only, no update
             frozen = torch.ones_like(frozen)
-        jobs = [(data.kind, data.K, data.n, pk.Wt[b0:b1], ch, pk.eta[b0:b1], frozen[b0:b1], self.tol, self.eps,
-                 pk.bound[b0:b1], gn[b0:b1], stepped[b0:b1]) for b0, b1, ch in pk.blocks]
-        if self._pool is None:
+        G = torch.empty_like(pk.Wt)
+        jobs = [(data.kind, data.K, data.n, pk.Wt[b0:b1], ch, self.eps, G[b0:b1]) for b0, b1, ch in pk.blocks]
+        if self._pool is None or len(jobs) == 1:
             for job in jobs:
-                _block_step(*job)
+                _block_grad(*job)
         else:
-            for f in [self._pool.submit(_block_step, *job) for job in jobs]:
+            for f in [self._pool.submit(_block_grad, *job) for job in jobs]:
                 f.result()
+        gn, stepped = _update(pk.Wt, G, pk.eta, frozen, self.tol, pk.bound)
         self.steps += 1
         self.trial_steps += B * La
         live = ~pk.frozen

@@ -126,7 +126,7 @@ def tensor_method(
     magnitude_moment: int = 1,
     jennrich_tries: int = 8,
     split: bool = False,
-    sigma_max: float = 30.0,
+    sigma_max: float = 10.0,
 ) -> Tensor:
     """Estimate the ``rank`` columns of a model whose moments are M_j = prefactor sum_i m_j(||w_i||) wbar_i^{(x) j}.
 
