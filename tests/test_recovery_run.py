@@ -73,7 +73,7 @@ def test_module_numbers_equal_the_pure_functions(tmp_path):
 @pytest.mark.parametrize("override,message", [
     (["model=cnn"], "use data=teacher_cnn"),
     (["data.d=10", "model=cnn", "data=teacher_cnn"], "must be divisible by model.K"),
-    (["init=rsc"], "does not apply to the recovery setting"),
+    (["init.name=uniform"], "does not apply to the recovery setting"),
 ])
 def test_bad_recovery_config_fails_fast(tmp_path, override, message):
     cfg = compose_cfg(["experiment=fig3a_fcn_success", *override, "logger=csv", "progress_bar=false"])

@@ -28,6 +28,7 @@ from omegaconf import DictConfig
 from curvlab.config_checks import validate
 from curvlab.lit.common import full_batch_loader
 from curvlab.logging_setup import finish_wandb, make_loggers, publish_summary
+from curvlab.schema import register_schemas
 from curvlab.store import is_complete, write_json_atomic, write_summary
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
 warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")  # Hydra's files
+
+register_schemas()
 
 # task name -> module with ``build(cfg) -> LightningModule`` (the module has ``summary()``)
 TASKS = {

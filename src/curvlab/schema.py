@@ -1,0 +1,87 @@
+"""Structured-config schemas (Hydra ConfigStore) for the config groups of the RSC setting.
+
+Each YAML file of these groups lists its schema first in its defaults, so a misspelt key (in a
+YAML file or on the command line) or a value of the wrong type fails at composition, before any
+training. Value ranges (width >= 1, n <= dataset size, ...) are checked in
+:mod:`curvlab.config_checks` and where the data is loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, SI
+
+
+@dataclass
+class MLPConfig:
+    width: int = 512
+    depth: int = 3
+    activation: str = "tanh"
+
+
+@dataclass
+class ImageDataConfig:
+    name: str = MISSING
+    n: int = 512
+    seed: int = SI("${seed}")
+    target: str = "scalar"
+    root: str = SI("${oc.env:CURVLAB_DATA,data_cache}")
+    download: bool = True
+    duplicates: float = 0.0
+    duplicate_noise: float = 0.0
+
+
+@dataclass
+class GDConfig:
+    name: str = "gd"
+    lr: float = 8.0
+    loss_tol: float = 1.0e-3
+    max_steps: int = 3000
+    diverge_loss: float = 1.0e4
+
+
+@dataclass
+class RSCInitConfig:
+    name: str = "rsc"
+    sigma1: float = 1.0
+
+
+@dataclass
+class GaussianInitConfig:
+    name: str = "gaussian"
+    std: float = 1.0
+    inits: int = 20
+
+
+@dataclass
+class WandbConfig:
+    enabled: bool = True
+    project: str = "curvlab"
+    entity: Optional[str] = None
+    mode: str = "auto"
+    group: Optional[str] = None
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LoggerConfig:
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+
+
+SCHEMAS = {
+    ("model", "mlp_schema"): MLPConfig,
+    ("data", "images_schema"): ImageDataConfig,
+    ("optimizer", "gd_schema"): GDConfig,
+    ("init", "rsc_schema"): RSCInitConfig,
+    ("init", "gaussian_schema"): GaussianInitConfig,
+    ("logger", "logger_schema"): LoggerConfig,
+}
+
+
+def register_schemas() -> None:
+    cs = ConfigStore.instance()
+    for (group, name), node in SCHEMAS.items():
+        cs.store(group=group, name=name, node=node)
