@@ -21,21 +21,24 @@ from curvlab.mlp_grads import backprop, forward_cache, loss_grad_and_gbar, squar
 from curvlab.models import DeepMLP
 
 
-def median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
+def median_seconds(fns: dict, repeats: int) -> dict[str, float]:
+    """Median time of each function, timed in interleaved rounds so that drift hits all alike."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for fn in fns.values():
+        fn()  # warm-up
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--widths", type=int, nargs="+", default=[256, 512, 1024])
     parser.add_argument("--n", type=int, default=512)
-    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--repeats", type=int, default=21)
     args = parser.parse_args()
     torch.manual_seed(0)
     x = torch.randn(args.n, 784)
@@ -65,8 +68,7 @@ def main() -> None:
         def fused():
             loss_grad_and_gbar(model, x, y)
 
-        t = {name: median_seconds(fn, args.repeats) for name, fn in
-             (("grad", grad_only), ("auto", autograd), ("two", two_pass), ("fused", fused))}
+        t = median_seconds({"grad": grad_only, "auto": autograd, "two": two_pass, "fused": fused}, args.repeats)
         print(f"{m:>6} {t['grad'] * 1e3:>8.1f}ms {t['auto'] * 1e3:>8.1f}ms {t['two'] * 1e3:>8.1f}ms"
               f" {t['fused'] * 1e3:>8.1f}ms {t['fused'] / t['grad']:>11.2f} {t['two'] / t['auto']:>18.2f}"
               f" {t['two'] / t['fused']:>15.2f}")

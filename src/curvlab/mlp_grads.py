@@ -21,7 +21,8 @@ from curvlab.models import DeepMLP
 
 @dataclass
 class ForwardCache:
-    """Activations alpha^(0..L) (A[0] = x) and phi'(pre-activation) for layers 1..L."""
+    """Activations alpha^(0..L) (A[0] = x) and, for layers l = 1..L, phi'(pre-activation) times the
+    layer's fan-in scale 1/sqrt(m_{l-1}) (folding the scale in here keeps it off the weight grads)."""
 
     A: list[Tensor]
     dphi: list[Tensor]
@@ -41,10 +42,11 @@ def forward_cache(model: DeepMLP, x: Tensor) -> ForwardCache:
     A, dphi = [x], []
     a = x
     for w in model.weights:
-        z = a @ w.T / math.sqrt(w.shape[1])
+        scale = 1.0 / math.sqrt(w.shape[1])
+        z = (a @ w.T).mul_(scale)
         a = model.act.phi(z)
         A.append(a)
-        dphi.append(model.act.dphi(z, a))
+        dphi.append(model.act.dphi(z, a).mul_(scale))
     out = a @ model.head.T / math.sqrt(model.head.shape[1])
     return ForwardCache(A, dphi, out)
 
@@ -54,20 +56,19 @@ def backprop(model: DeepMLP, cache: ForwardCache, cot: Tensor, weight_grads: boo
 
     Returns (grads, deltas): grads[j] of shape (c, *param_j.shape) is the gradient of
     <cot[c], f> w.r.t. parameter j of [W^(1..L), V] (None if ``weight_grads`` is False), and
-    deltas[l-1] of shape (c, n, m_l) is the cotangent of layer l's pre-activation.
+    deltas[l-1] of shape (c, n, m_l) is the cotangent of layer l's pre-activation times the
+    layer's fan-in scale, delta_l / sqrt(m_{l-1}), so that grad_{W^(l)} = deltas[l-1]^T alpha^(l-1).
     """
     V = model.head
     sqm = math.sqrt(V.shape[1])
-    delta = (cot @ V / sqm) * cache.dphi[-1]
+    delta = ((cot / sqm) @ V).mul_(cache.dphi[-1])
     grads: list[Tensor] = [cot.transpose(1, 2) @ cache.A[-1] / sqm] if weight_grads else []
     deltas = [delta]
     for l in range(model.depth - 1, -1, -1):
-        w = model.weights[l]
-        scale = 1.0 / math.sqrt(w.shape[1])
         if weight_grads:
-            grads.append(delta.transpose(1, 2) @ cache.A[l] * scale)
+            grads.append(delta.transpose(1, 2) @ cache.A[l])
         if l > 0:
-            delta = (delta @ w * scale) * cache.dphi[l - 1]
+            delta = (delta @ model.weights[l]).mul_(cache.dphi[l - 1])
             deltas.append(delta)
     return (grads[::-1] if weight_grads else None), deltas[::-1]
 
@@ -78,18 +79,22 @@ def square_loss(out: Tensor, y: Tensor) -> Tensor:
 
 
 def _fused_single_output(model: DeepMLP, cache: ForwardCache, c: Tensor) -> tuple[list[Tensor], list[Tensor]]:
-    """k = 1: backprop the unit cotangent once; the loss cotangent c only rescales its rows."""
+    """k = 1: backprop the cotangent 1/n once, which gives g_bar's per-layer factors directly; the
+    loss cotangent c = dL/df only rescales their rows (by n c_i), so the loss gradient costs one
+    elementwise pass and one GEMM per layer on top of g_bar."""
     n = c.shape[0]
-    ones = torch.ones_like(c)
-    _, sens = backprop(model, cache, ones[None], weight_grads=False)
+    inv_n = torch.full_like(c, 1.0 / n)
+    _, sens = backprop(model, cache, inv_n[None], weight_grads=False)
+    rows = c * n
     grad, gbar = [], []
-    for l, w in enumerate(model.weights):
-        s = sens[l][0]
-        both = torch.cat([s * c, s / n], dim=1).T @ cache.A[l] / math.sqrt(w.shape[1])  # (2 m_l, m_{l-1})
-        grad.append(both[: w.shape[0]])
-        gbar.append(both[w.shape[0] :])
-    head = torch.cat([c, ones / n], dim=1).T @ cache.A[-1] / math.sqrt(model.head.shape[1])  # (2, m_L)
-    return grad + [head[:1]], gbar + [head[1:]]
+    for l in range(model.depth):
+        s, a = sens[l][0], cache.A[l]
+        gbar.append(s.T @ a)
+        grad.append((s * rows).T @ a)
+    sqm = math.sqrt(model.head.shape[1])
+    grad.append(c.T @ cache.A[-1] / sqm)
+    gbar.append(inv_n.T @ cache.A[-1] / sqm)
+    return grad, gbar
 
 
 def loss_grad_and_gbar(model: DeepMLP, x: Tensor, y: Tensor) -> FusedGrads:

@@ -11,7 +11,6 @@ measured (Theorem C.1's per-output view); statistics are over all (i, h).
 
 from __future__ import annotations
 
-import math
 
 import torch
 from torch import Tensor
@@ -28,11 +27,10 @@ def predictor_gradient_norms(model: DeepMLP, x: Tensor) -> tuple[Tensor, Tensor]
     cot = torch.eye(k, dtype=x.dtype, device=x.device)[:, None, :].expand(k, n, k).contiguous()
     _, deltas = backprop(model, cache, cot, weight_grads=False)
     sq = torch.zeros(k, n, dtype=torch.float64, device=x.device)
-    for l, w in enumerate(model.weights):
+    for l in range(model.depth):  # backprop's deltas carry the 1/sqrt(m_{l-1}) scale
         a2 = cache.A[l].to(torch.float64).pow(2).sum(1)  # (n,)
         b2 = deltas[l].to(torch.float64).pow(2).sum(2)  # (k, n)
-        sq += b2 * a2 / w.shape[1]
+        sq += b2 * a2
     sq += cache.A[-1].to(torch.float64).pow(2).sum(1) / model.head.shape[1]  # ||e_h||^2 = 1
-    w1 = model.weights[0]
-    gx = deltas[0] @ w1 / math.sqrt(w1.shape[1])  # (k, n, d)
+    gx = deltas[0] @ model.weights[0]  # (k, n, d)
     return sq.sqrt(), gx.to(torch.float64).norm(dim=2)

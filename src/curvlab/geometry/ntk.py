@@ -60,10 +60,10 @@ def empirical_ntk(model: DeepMLP, x: Tensor, kind: str = "mean", dtype: torch.dt
     _, deltas = backprop(model, cache, cot, weight_grads=False)
     c = cot.shape[0]
     K = torch.zeros(c * n, c * n, dtype=dtype, device=x.device)
-    for l, w in enumerate(model.weights):
+    for l in range(model.depth):
         A = cache.A[l].to(dtype)
-        B = deltas[l].to(dtype).reshape(c * n, -1)
-        K += (B @ B.T) * (A @ A.T).repeat(c, c) / w.shape[1]
+        B = deltas[l].to(dtype).reshape(c * n, -1)  # backprop's deltas carry the 1/sqrt(m_{l-1}) scale
+        K += (B @ B.T) * (A @ A.T).repeat(c, c)
     A = cache.A[-1].to(dtype)
     C = cot.to(dtype).reshape(c * n, k)
     K += (C @ C.T) * (A @ A.T).repeat(c, c) / model.head.shape[1]
