@@ -14,8 +14,10 @@ Contract (``fused_delta(Z, cc, K, n, eps)``), in place on Z (b, La, K, nc) float
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import platform
 import threading
 
 log = logging.getLogger(__name__)
@@ -72,6 +74,17 @@ _lock = threading.Lock()
 _state: dict[str, object] = {}
 
 
+def _cpu_tag() -> str:
+    """A short hash of this CPU's model and instruction-set flags: the build uses -march=native,
+    so a torch_extensions cache shared across machines (a cluster home) must not serve it elsewhere."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            info = [line for line in fh if line.startswith(("model name", "flags"))][:2]
+    except OSError:
+        info = [platform.processor()]
+    return hashlib.sha1("".join(info).encode()).hexdigest()[:10]
+
+
 def kernel():
     """The compiled module (with ``fused_delta``) or None when disabled or unavailable."""
     if os.environ.get("CURVLAB_NO_FUSED") == "1":
@@ -84,7 +97,7 @@ def kernel():
                 from torch.utils.cpp_extension import load_inline
 
                 _state["mod"] = load_inline(
-                    "curvlab_recovery_fused_v2", cpp_sources=_SOURCE, functions=["fused_delta"],
+                    f"curvlab_recovery_fused_v2_{_cpu_tag()}", cpp_sources=_SOURCE, functions=["fused_delta"],
                     extra_cflags=["-O3", "-march=native", "-ffast-math", "-fopenmp-simd", "-mprefer-vector-width=512"], verbose=False,
                 )
             except Exception as exc:  # no compiler, no headers, ...: the eager path is used
