@@ -111,3 +111,18 @@ def test_typo_inside_an_experiment_file_fails_at_composition(tmp_path):
     (tmp_path / "experiment" / "typo.yaml").write_text("# @package _global_\nmodel:\n  widht: 64\n")
     with pytest.raises(Exception, match="Key 'widht' not in 'MLPConfig'"):
         compose_cfg([f"hydra.searchpath=[file://{tmp_path}]", "experiment=typo"])
+
+
+@pytest.mark.parametrize("experiment", ["fig3a_fcn_success", "fig4a_cnn_success"])
+def test_recovery_runs_are_bit_identical(experiment, tmp_path):
+    """Same config and seed, same numbers, for the recovery setting too (the RSC setting:
+    tests/test_rsc_run.py::test_seeded_runs_are_bit_identical)."""
+    tiny = [f"experiment={experiment}", "logger=csv", "progress_bar=false", "data.d=6", "data.n=300",
+            "data.sets=3", "init.inits=3", "optimizer.max_steps=40"]
+    timing = ("seconds", "wall")
+    strip = lambda s: {k: v for k, v in s.items() if not any(t in k for t in timing)}  # noqa: E731
+    a = strip(run(compose_cfg(tiny + ["seed=5"]), tmp_path / "a"))
+    b = strip(run(compose_cfg(tiny + ["seed=5"]), tmp_path / "b"))
+    c = strip(run(compose_cfg(tiny + ["seed=6"]), tmp_path / "c"))
+    assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+    assert a != c
