@@ -105,12 +105,23 @@ def test_config_typos_fail_before_training(override, message, tmp_path):
     assert not (tmp_path / "metrics.csv").exists()
 
 
-def test_typo_inside_an_experiment_file_fails_at_composition(tmp_path):
-    """The schemas (curvlab/schema.py) catch misspelt keys in YAML files too, not only overrides."""
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        ("model:\n  widht: 64\n", "Key 'widht' not in 'MLPConfig'"),
+        ("defaults:\n  - override /model: fcn\n  - override /data: teacher_fcn\ndata:\n  setz: 3\n",
+         "Key 'setz' not in 'TeacherDataConfig'"),
+        ("defaults:\n  - override /optimizer: gd_trials\noptimizer:\n  max_steps: many\n",
+         "Value 'many' of type 'str' could not be converted to Integer"),
+    ],
+)
+def test_typo_inside_an_experiment_file_fails_at_composition(tmp_path, body, message):
+    """The schemas (curvlab/schema.py) catch misspelt keys and wrong types in YAML files too."""
     (tmp_path / "experiment").mkdir()
-    (tmp_path / "experiment" / "typo.yaml").write_text("# @package _global_\nmodel:\n  widht: 64\n")
-    with pytest.raises(Exception, match="Key 'widht' not in 'MLPConfig'"):
+    (tmp_path / "experiment" / "typo.yaml").write_text("# @package _global_\n" + body)
+    with pytest.raises(Exception) as info:
         compose_cfg([f"hydra.searchpath=[file://{tmp_path}]", "experiment=typo"])
+    assert message in f"{info.value} {info.value.__cause__}"
 
 
 @pytest.mark.parametrize("experiment", ["fig3a_fcn_success", "fig4a_cnn_success"])

@@ -1,4 +1,4 @@
-"""Structured-config schemas (Hydra ConfigStore) for the config groups of the RSC setting.
+"""Structured-config schemas (Hydra ConfigStore) for the config groups of both settings.
 
 Each YAML file of these groups lists its schema first in its defaults, so a misspelt key (in a
 YAML file or on the command line) or a value of the wrong type fails at composition, before any
@@ -9,7 +9,7 @@ training. Value ranges (width >= 1, n <= dataset size, ...) are checked in
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, SI
@@ -71,6 +71,68 @@ class LoggerConfig:
     wandb: WandbConfig = field(default_factory=WandbConfig)
 
 
+@dataclass
+class RecoveryGeometryConfig:
+    at_truth: bool = True
+    at_hat: bool = True
+    ball_radius: float = 0.1
+    ball_points: int = 0
+
+
+@dataclass
+class OneHiddenLayerConfig:
+    name: str = MISSING  # fcn | cnn
+    K: int = 3
+    success_threshold: float = 1.0e-4
+    geometry: RecoveryGeometryConfig = field(default_factory=RecoveryGeometryConfig)
+
+
+@dataclass
+class TeacherDataConfig:
+    name: str = MISSING
+    kind: str = MISSING  # fcn | cnn
+    d: int = 15
+    n: int = 2000
+    sets: int = 50
+    weights: str = "gaussian"
+    cond: Optional[float] = None
+    scale: float = 1.0
+    seed: int = SI("${seed}")
+
+
+@dataclass
+class LocalInitConfig:
+    name: str = "local"
+    radius: float = 0.1
+    mode: str = "sphere"
+    inits: int = 20
+
+
+@dataclass
+class TensorInitConfig:
+    name: str = "tensor"
+    num_alpha: int = 3
+    magnitude_moment: int = 1
+    jennrich_tries: int = 8
+    split: bool = False
+    sigma_max: float = 10.0
+    inits: int = 1
+
+
+@dataclass
+class GDTrialsConfig:
+    name: str = "gd_trials"
+    lr: Any = "auto"  # "auto" or a number
+    eta_scale: float = 1.0
+    max_steps: int = 3500
+    tol: float = 1.0e-10
+    compact_every: int = 25
+    record_history: bool = True
+    workers: Optional[int] = None
+    stall_patience: int = 0
+    stall_tol: float = 0.0
+
+
 SCHEMAS = {
     ("model", "mlp_schema"): MLPConfig,
     ("data", "images_schema"): ImageDataConfig,
@@ -78,6 +140,11 @@ SCHEMAS = {
     ("init", "rsc_schema"): RSCInitConfig,
     ("init", "gaussian_schema"): GaussianInitConfig,
     ("logger", "logger_schema"): LoggerConfig,
+    ("model", "one_hidden_schema"): OneHiddenLayerConfig,
+    ("data", "teacher_schema"): TeacherDataConfig,
+    ("init", "local_schema"): LocalInitConfig,
+    ("init", "tensor_schema"): TensorInitConfig,
+    ("optimizer", "gd_trials_schema"): GDTrialsConfig,
 }
 
 
