@@ -71,16 +71,16 @@ def _eigsh_one(
 
     def mv(v: np.ndarray) -> np.ndarray:
         count[0] += 1
-        t = torch.from_numpy(np.ascontiguousarray(v, dtype=np.float64).reshape(-1)).to(like.dtype)
-        return matvec(t).detach().to(torch.float64).numpy()
+        t = torch.from_numpy(np.ascontiguousarray(v, dtype=np.float64).reshape(-1))
+        return matvec(t.to(device=like.device, dtype=like.dtype)).detach().to("cpu", torch.float64).numpy()
 
     if p < 3:  # ARPACK needs k < p - 1: dense fallback
-        eye = torch.eye(p, dtype=like.dtype)
-        H = torch.stack([matvec(e) for e in eye]).to(torch.float64)
+        eye = torch.eye(p, dtype=like.dtype, device=like.device)
+        H = torch.stack([matvec(e) for e in eye]).to("cpu", torch.float64)
         count[0] = p
         w, U = torch.linalg.eigh(0.5 * (H + H.T))
         i = {"LA": -1, "SA": 0, "LM": int(torch.argmax(w.abs()))}[which]
-        return EigResult(float(w[i]), U[:, i].to(like.dtype), count[0], True)
+        return EigResult(float(w[i]), U[:, i].to(like.device, like.dtype), count[0], True)
     op = LinearOperator((p, p), matvec=mv, dtype=np.float64)
     start = np.random.default_rng(seed).standard_normal(p)
     ncv_ = None if ncv is None else max(3, min(int(ncv), p))
@@ -92,7 +92,7 @@ def _eigsh_one(
         converged = False
     if len(w) == 0:
         return EigResult(float("nan"), None, count[0], False)
-    return EigResult(float(w[0]), torch.from_numpy(U[:, 0].copy()).to(like.dtype), count[0], converged)
+    return EigResult(float(w[0]), torch.from_numpy(U[:, 0].copy()).to(like.device, like.dtype), count[0], converged)
 
 
 def spectral_norm(

@@ -100,7 +100,7 @@ def _block_grad(kind: str, K: int, n: int, W: Tensor, chunks: list[tuple[Tensor,
     H is clipped (outside [eps, 1 - eps])."""
     b = W.shape[0]
     La = W.shape[1] // K if kind == "fcn" else W.shape[1]
-    fk = fused.kernel()
+    fk = fused.kernel() if W.device.type == "cpu" else None  # the C++ kernel reads host memory
     for q, (Xc, cc) in enumerate(chunks):
         nc = cc.shape[-1]
         s = torch.bmm(W, Xc.transpose(1, 2))  # FCN (b, La K, nc) / CNN (b, La, K nc)
