@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
+import lightning as L
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
@@ -32,3 +34,12 @@ def resolve_dtype(name: str) -> torch.dtype:
 def is_diverged(loss: float, bound: float) -> bool:
     """A loss that is NaN/inf or above ``bound`` marks the run diverged."""
     return not math.isfinite(loss) or loss > bound
+
+
+def log_row(module: L.LightningModule, metrics: Mapping[str, Any], step: int) -> None:
+    """One history row, straight to the module's loggers. Lightning's ``self.log`` would carry a
+    key's last value into every later row of an endless full-batch epoch (checks that run only on
+    some steps, end-of-run measurements)."""
+    row = {k: float(v) for k, v in metrics.items()}
+    for lg in module.loggers:
+        lg.log_metrics(row, step=step)

@@ -26,7 +26,7 @@ import torch
 from omegaconf import DictConfig
 
 from curvlab.data.teacher import KINDS, TeacherData, sample_teacher
-from curvlab.lit.common import resolve_dtype
+from curvlab.lit.common import log_row, resolve_dtype
 from curvlab.recovery import geometry, metrics
 from curvlab.recovery.gd import STATUS_CAPPED, STATUS_CONVERGED, STATUS_DIVERGED, BatchedGD, step_sizes
 from curvlab.recovery.init import gaussian_init, local_init
@@ -103,8 +103,7 @@ class RecoveryModule(L.LightningModule):
         self._summary = self._measure(res)
         self._summary["measure_seconds"] = time.perf_counter() - t1
         flat = {k: v for k, v in self._summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        for lg in self.loggers:
-            lg.log_metrics(flat, step=self.gd.steps)
+        log_row(self, flat, self.gd.steps)
 
     def _measure(self, res) -> dict[str, Any]:
         data = self.data

@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from curvlab.checks import CheckContext, CheckRunner, build_checks
 from curvlab.data.images import load_images
 from curvlab.init import gaussian_init, rsc_init
-from curvlab.lit.common import is_diverged, resolve_dtype
+from curvlab.lit.common import is_diverged, log_row, resolve_dtype
 from curvlab.mlp_grads import FusedGrads, loss_grad_and_gbar
 from curvlab.models import DeepMLP
 
@@ -62,13 +62,6 @@ class RSCModule(L.LightningModule):
     def _context(self, step: int, fused: FusedGrads, final: bool) -> CheckContext:
         return CheckContext(self.model, self.x, self.y, step, fused, self._theta0, self.lr, final)
 
-    def _log(self, metrics: dict[str, Any], step: int) -> None:
-        """One history row per step, straight to the loggers: Lightning's ``self.log`` would carry
-        a key's last value into every later row of this endless epoch (checks run only on some steps)."""
-        row = {k: float(v) for k, v in metrics.items()}
-        for lg in self.loggers:
-            lg.log_metrics(row, step=step)
-
     def training_step(self, batch: Any, batch_idx: int) -> None:
         step = self.global_step
         if self._theta0 is None:
@@ -83,13 +76,13 @@ class RSCModule(L.LightningModule):
         if is_diverged(loss, self.diverge_loss):  # logged, so the history shows where it blew up
             self.status = "diverged"
             self.trainer.should_stop = True
-            self._log(metrics, step)
+            log_row(self, metrics, step)
             return
         self.min_gbar = min(self.min_gbar, gbar_norm.item())
         self.last_good_step = step
         if self.checks is not None:
             metrics.update(self.checks.run(self._context(step, fused, final=False)))
-        self._log(metrics, step)
+        log_row(self, metrics, step)
         if loss < self.loss_tol:
             self.status = "converged"
             self.trainer.should_stop = True
@@ -105,7 +98,7 @@ class RSCModule(L.LightningModule):
         if self.checks is not None and self.status != "diverged" and self._theta0 is not None:
             fused = loss_grad_and_gbar(self.model, self.x, self.y)
             self.final_checks = self.checks.run(self._context(self.global_step, fused, final=True))
-            self._log(self.final_checks, self.global_step)
+            log_row(self, self.final_checks, self.global_step)
 
     def summary(self) -> dict[str, Any]:
         out = {
