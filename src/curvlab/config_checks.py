@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
+from curvlab.instantiate import check_targets
+
 
 def _positive_int(value: object, key: str) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -11,7 +13,9 @@ def _positive_int(value: object, key: str) -> None:
 
 
 def validate(cfg: DictConfig) -> None:
-    """Raise ValueError naming the offending key for an impossible value."""
+    """Raise ValueError naming the offending key for an impossible value or a ``_target_``
+    outside the allow-list of :mod:`curvlab.instantiate`."""
+    check_targets(cfg)
     if cfg.task == "rsc":
         _positive_int(cfg.model.width, "model.width")
         _positive_int(cfg.model.depth, "model.depth")

@@ -26,6 +26,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from curvlab.config_checks import validate
+from curvlab.instantiate import safe_instantiate
 from curvlab.lit.common import full_batch_loader
 from curvlab.logging_setup import finish_wandb, make_loggers, publish_summary
 from curvlab.schema import register_schemas
@@ -60,6 +61,17 @@ def accelerator(device: str) -> str:
     return device
 
 
+def make_callbacks(cfg: DictConfig) -> list[L.Callback]:
+    """The Lightning callbacks of the ``callbacks`` group (allow-listed ``_target_`` nodes)."""
+    callbacks = []
+    for name, node in (cfg.get("callbacks") or {}).items():
+        cb = safe_instantiate(node)
+        if not isinstance(cb, L.Callback):
+            raise ValueError(f"callbacks.{name} must be a Lightning Callback, got {type(cb).__name__}")
+        callbacks.append(cb)
+    return callbacks
+
+
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train one configuration and write ``summary.json`` into ``run_dir``."""
     validate(cfg)
@@ -74,6 +86,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         accelerator=accelerator(cfg.device),
         devices=1,
         logger=make_loggers(cfg, run_dir),
+        callbacks=make_callbacks(cfg),
         log_every_n_steps=1,
         enable_checkpointing=False,
         enable_model_summary=False,

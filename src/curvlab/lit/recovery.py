@@ -70,7 +70,7 @@ class RecoveryModule(L.LightningModule):
         self.setup_seconds = setup_seconds
         self.gd: BatchedGD | None = None
         self._t_gd = 0.0
-        self._summary: dict[str, Any] = {"status": "running"}
+        self._summary: dict[str, Any] = {"status": "stopped"}  # until training ends
 
     def configure_optimizers(self) -> None:
         return None  # GD updates are done by BatchedGD on its own packed tensors
@@ -171,7 +171,7 @@ class RhoModule(L.LightningModule):
         super().__init__()
         self.automatic_optimization = False
         self.sigmas = sigmas
-        self._summary: dict[str, Any] = {"status": "running"}
+        self._summary: dict[str, Any] = {"status": "stopped"}  # until training ends
 
     def configure_optimizers(self) -> None:
         return None

@@ -3,7 +3,8 @@
 Every step logs, at the iterate theta_t before its update: the square loss, ||grad L||,
 ||g_bar_t|| (Theorem 5.1; Definition C.1 for k outputs) and cos(-grad L, g_bar_t). Both gradients
 come from one fused backward pass (:mod:`curvlab.mlp_grads`). Stops when the loss is below
-``loss_tol`` (converged), at ``max_steps`` (completed), or on NaN/inf/blow-up (diverged).
+``loss_tol`` (converged), at ``max_steps`` (completed), or on NaN/inf/blow-up (diverged);
+a callback that ends training earlier leaves it ``stopped``.
 """
 
 from __future__ import annotations
@@ -93,8 +94,8 @@ class RSCModule(L.LightningModule):
         opt.step()
 
     def on_train_end(self) -> None:
-        if self.status == "running":
-            self.status = "completed"  # reached max_steps
+        if self.status == "running":  # reached max_steps, or a callback (e.g. a Timer) stopped it
+            self.status = "completed" if self.global_step >= self.trainer.max_steps else "stopped"
         if self.checks is not None and self.status != "diverged" and self._theta0 is not None:
             fused = loss_grad_and_gbar(self.model, self.x, self.y)
             self.final_checks = self.checks.run(self._context(self.global_step, fused, final=True))
@@ -102,7 +103,7 @@ class RSCModule(L.LightningModule):
 
     def summary(self) -> dict[str, Any]:
         out = {
-            "status": self.status,
+            "status": "stopped" if self.status == "running" else self.status,  # a callback ended fit early
             "steps": self.global_step,
             "last_good_step": self.last_good_step,
             "final_loss": self.final_loss,
