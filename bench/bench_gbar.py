@@ -5,7 +5,7 @@ Times, on the RSC Figure 1 workload (3-layer tanh MLP, d = 784, n = 512, fp32, k
   autograd    - loss gradient by loss.backward()
   two-pass    - autograd loss gradient + a second backward for g_bar (what a naive run does)
   fused       - loss gradient and g_bar from one fused backward (curvlab.mlp_grads)
-and prints the ratios measured in this run. Usage: python bench/bench_gbar.py [--widths ...]
+and prints the ratios measured in this run. Usage: python bench/bench_gbar.py [--widths ...] [--threads 1]
 """
 
 from __future__ import annotations
@@ -39,7 +39,10 @@ def main() -> None:
     parser.add_argument("--widths", type=int, nargs="+", default=[256, 512, 1024])
     parser.add_argument("--n", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=21)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (multirun jobs use 1)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     x = torch.randn(args.n, 784)
     x = x * (784**0.5 / x.norm(dim=1, keepdim=True))
