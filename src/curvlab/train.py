@@ -78,6 +78,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     L.seed_everything(cfg.seed, verbose=False)
+    # deterministic cuBLAS on a GPU needs this before its first use (CUDA's reproducibility notes)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(True, warn_only=True)
     t0 = time.perf_counter()
     module = build_module(cfg)

@@ -7,8 +7,8 @@ x ~ N(0, I_d) and y ~ Bernoulli(H(W*, x)) with
 
 Many training sets are drawn at once: ``X`` has shape (S, n, d), ``y`` (S, n) and the ground truth
 (S, d, K) for FCN or (S, m) for CNN; set s uses ground truth s. All draws come from one seeded
-``torch.Generator`` (ground truths first, then inputs, then label uniforms), so a (seed, S, n, d, K)
-tuple always gives the same sets.
+``torch.Generator`` (ground truths first, then inputs, then label uniforms), on the generator's device,
+so a (seed, S, n, d, K) tuple always gives the same sets; :meth:`TeacherData.to` moves them.
 """
 
 from __future__ import annotations
@@ -47,6 +47,10 @@ class TeacherData:
     def subset(self, idx: Tensor | slice | list[int]) -> "TeacherData":
         """The training sets ``idx`` (keeps the set axis)."""
         return TeacherData(self.kind, self.K, self.X[idx], self.y[idx], self.W_star[idx])
+
+    def to(self, device: torch.device | str) -> "TeacherData":
+        """The same sets on ``device``."""
+        return TeacherData(self.kind, self.K, self.X.to(device), self.y.to(device), self.W_star.to(device))
 
 
 def check_kind(kind: str) -> str:
@@ -99,11 +103,11 @@ def sample_weights(
     if kind == "cnn":
         if cond is not None:
             raise ValueError("a condition number applies to the FCN teacher only (the CNN has one kernel)")
-        w = torch.randn(S, patch_size(d, K), generator=generator, dtype=dtype)
+        w = torch.randn(S, patch_size(d, K), generator=generator, dtype=dtype, device=generator.device)
         if weights in ("orthonormal", "unit"):
             w = w / w.norm(dim=-1, keepdim=True)
         return scale * w
-    W = torch.randn(S, d, K, generator=generator, dtype=dtype)
+    W = torch.randn(S, d, K, generator=generator, dtype=dtype, device=generator.device)
     if weights == "orthonormal":
         if K > d:
             raise ValueError(f"orthonormal columns need K <= d, got K={K}, d={d}")
@@ -114,7 +118,7 @@ def sample_weights(
         if cond < 1:
             raise ValueError(f"condition number must be >= 1, got {cond}")
         U, s, Vh = torch.linalg.svd(W, full_matrices=False)
-        t = torch.linspace(0.0, 1.0, K, dtype=dtype)
+        t = torch.linspace(0.0, 1.0, K, dtype=dtype, device=s.device)
         new_s = s[:, :1] * (1.0 + t * (1.0 / cond - 1.0))
         W = U @ torch.diag_embed(new_s) @ Vh
     return scale * W
@@ -141,7 +145,7 @@ def sample_teacher(
         patch_size(d, K)
     gen = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(int(seed))
     W = sample_weights(kind, S, d, K, gen, weights, cond, scale, dtype)
-    X = torch.randn(S, n, d, generator=gen, dtype=dtype)
-    u = torch.rand(S, n, generator=gen, dtype=dtype)
+    X = torch.randn(S, n, d, generator=gen, dtype=dtype, device=gen.device)
+    u = torch.rand(S, n, generator=gen, dtype=dtype, device=gen.device)
     y = (u < teacher_output(kind, W, X, K)).to(dtype)
     return TeacherData(kind, K, X, y, W)

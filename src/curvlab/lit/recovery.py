@@ -7,7 +7,9 @@ it logs the fraction of trials still running and the median gradient norm among 
 measures, per grid point: success rate (SD_n <= threshold over the inits of a set), normalized error
 (FCN columns aligned by the best permutation), iterations used, fraction converged, the fitted linear
 contraction factor, and the Hessian eigenvalues of the setting (at W*, at W_hat, and the minimum over
-points sampled in B(W*, r)). All of it goes into the run's summary (``curvlab.store``).
+points sampled in B(W*, r)). All of it goes into the run's summary (``curvlab.store``). Data, initial
+points and step sizes are generated on the CPU (seeded: the same on every device) and moved to the
+module's device when fit starts; GD and the measurements run there.
 
 ``RhoModule`` (``rho`` set in the config: experiment ``fig2_rho``) evaluates rho_FCN and rho_CNN on a
 sigma grid in one step: Fig. 2 of the paper.
@@ -75,18 +77,22 @@ class RecoveryModule(L.LightningModule):
     def configure_optimizers(self) -> None:
         return None  # GD updates are done by BatchedGD on its own packed tensors
 
+    def on_fit_start(self) -> None:
+        """Move data, initial points and step sizes to the module's device (generated on the CPU, so a
+        seed gives the same numbers on every device); Lightning has placed the module by now."""
+        self.data, self.W0, self.eta = self.data.to(self.device), self.W0.to(self.device), self.eta.to(self.device)
+
     def training_step(self, batch: Any, batch_idx: int) -> None:
         if self.gd is None:
             self.gd = BatchedGD(self.data, self.W0, self.eta, max_iter=self.max_steps, tol=self.tol, **self.gd_options)
         t0 = time.perf_counter()
         running = self.gd.step()
         self._t_gd += time.perf_counter() - t0
-        g = self.gd.last_live_gn
-        self.log_dict(
-            {"running_fraction": float(self.gd.running.float().mean()),
-             "grad_norm_median": float(g.median()) if g.numel() else math.nan},
-            on_step=True, on_epoch=False, prog_bar=True,
-        )
+        g = self.gd.last_gn  # NaN at frozen slots
+        frac = self.gd.running.float().mean().to(g.dtype)
+        frac, g_med = torch.stack([frac, g.nanmedian() if g.numel() else frac.new_tensor(math.nan)]).tolist()
+        self.log_dict({"running_fraction": frac, "grad_norm_median": g_med},
+                      on_step=True, on_epoch=False, prog_bar=True)
         if not running:
             self.trainer.should_stop = True
 
@@ -115,7 +121,8 @@ class RecoveryModule(L.LightningModule):
         ok = metrics.success(sd, self.threshold)
         err = metrics.normalized_error(kind, res.W, data.W_star)
         err0 = metrics.normalized_error(kind, self.W0, data.W_star)
-        q = metrics.contraction_factor(res.history, res.iters) if res.history is not None else torch.full((S, L_), math.nan)
+        q = (metrics.contraction_factor(res.history, res.iters) if res.history is not None
+             else torch.full((S, L_), math.nan, device=res.W.device))
         conv = res.status == STATUS_CONVERGED
         out: dict[str, Any] = {
             "status": "completed",

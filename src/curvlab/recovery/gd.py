@@ -19,6 +19,11 @@ buffer), several times slower than the same op in cache. Blocks run single-threa
 ``workers`` Python threads (ops release the GIL) process disjoint set-blocks in parallel, which
 scales better on 2 cores than OpenMP inside tiny ops.
 
+Device: everything runs on the device of the data (W0 and eta are moved there). The fused kernel and
+the worker threads serve CPU float64 tensors only; elsewhere (a GPU) the eager ops run on a few large
+blocks. A step waits on the device once (did any trial stop?; if so, does any still run?), and once
+more every ``compact_every`` steps (repack?).
+
 Per-trial early stop: a trial stops at the first iterate whose gradient norm ||grad f_n||_F is
 <= ``tol`` (converged), when it has taken ``max_iter`` steps (capped) or when its gradient becomes
 NaN/inf (diverged). Stopped trials are frozen and, every ``compact_every`` steps, repacked away:
@@ -45,7 +50,8 @@ from curvlab.recovery import fused, losses
 STATUS_RUNNING, STATUS_CONVERGED, STATUS_CAPPED, STATUS_DIVERGED = 0, 1, 2, 3
 STATUS_NAMES = {STATUS_RUNNING: "running", STATUS_CONVERGED: "converged", STATUS_CAPPED: "capped",
                 STATUS_DIVERGED: "diverged"}
-BLOCK_ELEMENTS = 1 << 17  # elements of one block's Z buffer: 1 MiB of float64
+BLOCK_ELEMENTS = 1 << 17  # elements of one block's Z buffer on the CPU: 1 MiB of float64
+DEVICE_BLOCK_ELEMENTS = 1 << 24  # ... on other devices (GPU): few blocks, few kernel launches
 
 
 @dataclass
@@ -82,7 +88,7 @@ def step_sizes(data: TeacherData, eta: float | str | None = "auto", eta_scale: f
     eta = float(eta)
     if not eta > 0:
         raise ValueError(f"step size must be > 0 or 'auto', got {eta}")
-    return torch.full((data.S,), eta, dtype=data.X.dtype)
+    return torch.full((data.S,), eta, dtype=data.X.dtype, device=data.X.device)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -100,7 +106,8 @@ def _block_grad(kind: str, K: int, n: int, W: Tensor, chunks: list[tuple[Tensor,
     H is clipped (outside [eps, 1 - eps])."""
     b = W.shape[0]
     La = W.shape[1] // K if kind == "fcn" else W.shape[1]
-    fk = fused.kernel() if W.device.type == "cpu" else None  # the C++ kernel reads host memory
+    # the C++ kernel reads host memory, float64 only
+    fk = fused.kernel() if W.device.type == "cpu" and W.dtype == torch.float64 else None
     for q, (Xc, cc) in enumerate(chunks):
         nc = cc.shape[-1]
         s = torch.bmm(W, Xc.transpose(1, 2))  # FCN (b, La K, nc) / CNN (b, La, K nc)
@@ -228,7 +235,7 @@ class BatchedGD:
         compact_every: int = 25,
         compact_below: float = 0.85,
         workers: int | None = None,
-        block_elements: int = BLOCK_ELEMENTS,
+        block_elements: int | None = None,
         diverge_ratio: float = 1e3,
         stall_patience: int = 0,
         stall_tol: float = 0.0,
@@ -244,27 +251,35 @@ class BatchedGD:
         L = W0.shape[1]
         if tuple(eta.shape) != (S,):
             raise ValueError(f"eta must have shape ({S},), got {tuple(eta.shape)}")
-        self.data, self.eta, self.max_iter, self.tol, self.eps = data, eta, max_iter, tol, eps
+        dev, dtype = data.X.device, data.X.dtype
+        on_cpu = dev.type == "cpu"
+        if block_elements is None:
+            block_elements = BLOCK_ELEMENTS if on_cpu else DEVICE_BLOCK_ELEMENTS
+        self.data, self.eta, self.max_iter, self.tol, self.eps = data, eta.to(dev), max_iter, tol, eps
         self.compact_every, self.compact_below, self.block_elements = compact_every, compact_below, block_elements
         self.workers = default_workers() if workers is None else max(1, int(workers))
-        self.W = W0.detach().to(data.X.dtype).clone()
-        self.status = torch.zeros(S, L, dtype=torch.int8)
-        self.iters = torch.zeros(S, L, dtype=torch.long)
-        self.gnorm = torch.full((S, L), float("nan"), dtype=data.X.dtype)
-        self.hist = torch.full((max_iter + 1, S * L), float("nan"), dtype=torch.float32) if record_history else None
-        self.running = torch.ones(S, L, dtype=torch.bool)
+        self.W = W0.detach().to(dev, dtype).clone()
+        self.status = torch.zeros(S, L, dtype=torch.int8, device=dev)
+        self.iters = torch.zeros(S, L, dtype=torch.long, device=dev)
+        self.gnorm = torch.full((S, L), float("nan"), dtype=dtype, device=dev)
+        self.hist = (torch.full((max_iter + 1, S * L), float("nan"), dtype=torch.float32, device=dev)
+                     if record_history else None)
+        self.running = torch.ones(S, L, dtype=torch.bool, device=dev)
         self.bound = diverge_ratio * self.W.reshape(S, L, -1).norm(dim=-1).clamp_min(1.0)
         self.stall_patience, self.stall_tol = int(stall_patience), float(stall_tol)
-        self.best = torch.full((S * L,), float("inf"), dtype=data.X.dtype)
-        self.stale = torch.zeros(S * L, dtype=torch.long)
+        self.best = torch.full((S * L,), float("inf"), dtype=dtype, device=dev)
+        self.stale = torch.zeros(S * L, dtype=torch.long, device=dev)
         self.t = 0
         self.steps = self.trial_steps = 0
-        self.last_live_gn = torch.empty(0, dtype=data.X.dtype)  # gradient norms of the trials live at the last step
-        fused.kernel()  # build / load the fused elementwise kernel here, not inside a timed step
+        # (B, La) gradient norms of the packed slots at the last step, NaN at slots frozen before it
+        self.last_gn = torch.empty(0, 0, dtype=dtype, device=dev)
+        if on_cpu:
+            fused.kernel()  # build / load the fused elementwise kernel here, not inside a timed step
         self._prev_threads = torch.get_num_threads()
         torch.set_num_threads(1)
-        self._pool = ThreadPoolExecutor(self.workers) if self.workers > 1 else None
-        self._pk: _Packed | None = _Packed(data, eta, self.W, self.running, block_elements, self.bound)
+        self._pool = ThreadPoolExecutor(self.workers) if self.workers > 1 and on_cpu else None
+        self._pk: _Packed | None = (_Packed(data, self.eta, self.W, self.running, block_elements, self.bound)
+                                    if S * L else None)
 
     @property
     def done(self) -> bool:
@@ -289,52 +304,51 @@ class BatchedGD:
         gn, stepped = _update(pk.Wt, G, pk.eta, frozen, self.tol, pk.bound)
         self.steps += 1
         self.trial_steps += B * La
+        # bookkeeping over all packed slots with masks (pk.flat holds distinct trial ids): no host sync
         live = ~pk.frozen
-        ids = pk.flat[live]
-        self.last_live_gn = gn[live]
+        flat = pk.flat
+        self.last_gn = gn.masked_fill(pk.frozen, float("nan"))
         if self.hist is not None:
-            self.hist[t].index_put_((ids,), self.last_live_gn.float())
-        self.gnorm.view(-1).index_put_((ids,), self.last_live_gn)
+            self.hist[t, flat] = self.last_gn.float()  # row t is NaN before: frozen slots stay NaN
+        gv = self.gnorm.view(-1)
+        gv[flat] = torch.where(live, gn, gv[flat])
         stopped = live & ~stepped
-        if bool(stopped.any()):
-            sid = pk.flat[stopped]
-            g = gn[stopped]
-            st = torch.where(g <= self.tol, STATUS_CONVERGED,
-                             torch.where(torch.isfinite(g), STATUS_CAPPED, STATUS_DIVERGED))
-            self.status.view(-1)[sid] = st.to(torch.int8)
-            self.iters.view(-1)[sid] = t
-            self.running.view(-1)[sid] = False
-            pk.frozen = pk.frozen | stopped
-        if self.stall_patience > 0:
-            self._stall_stop(pk, live & stepped, gn)
+        stall = self._stalled(flat, live & stepped, gn) if self.stall_patience > 0 else None
+        halt = stopped if stall is None else stopped | stall
         self.t += 1
-        if not bool(self.running.any()):
-            pk.write_back(self.W)
-            self._pk = None
-            return False
+        if bool(halt.any()):  # the step's one host sync
+            st = torch.where(gn <= self.tol, STATUS_CONVERGED,
+                             torch.where(torch.isfinite(gn), STATUS_CAPPED, STATUS_DIVERGED))
+            it = torch.where(stopped, t, self.iters.view(-1)[flat])
+            if stall is not None:  # stalled trials count as converged, after the update they took
+                st = torch.where(stall, STATUS_CONVERGED, st)
+                it = torch.where(stall, t + 1, it)
+            sv = self.status.view(-1)
+            sv[flat] = torch.where(halt, st.to(torch.int8), sv[flat])
+            self.iters.view(-1)[flat] = it
+            rv = self.running.view(-1)
+            rv[flat] = rv[flat] & ~halt
+            pk.frozen = pk.frozen | halt
+            if not bool(self.running.any()):
+                pk.write_back(self.W)
+                self._pk = None
+                return False
         if self.t % self.compact_every == 0 and float(pk.frozen.float().mean()) > 1.0 - self.compact_below:
             pk.write_back(self.W)
             self._pk = _Packed(data, self.eta, self.W, self.running, self.block_elements, self.bound)
         return True
 
-    def _stall_stop(self, pk: "_Packed", moved: Tensor, gn: Tensor) -> None:
-        """Stop trials whose gradient norm has reached the round-off floor: not below its running
-        minimum for ``stall_patience`` steps, that minimum <= ``stall_tol``. They count as converged
-        (iters = updates taken, grad_norm = the last one evaluated)."""
-        ids = pk.flat[moved]
-        g = gn[moved]
-        improved = g < self.best[ids]
-        self.best[ids] = torch.minimum(self.best[ids], g)
-        self.stale[ids] = torch.where(improved, 0, self.stale[ids] + 1)
-        stall = (self.stale[ids] >= self.stall_patience) & (self.best[ids] <= self.stall_tol)
-        if bool(stall.any()):
-            sid = ids[stall]
-            self.status.view(-1)[sid] = STATUS_CONVERGED
-            self.iters.view(-1)[sid] = self.t + 1
-            self.running.view(-1)[sid] = False
-            mask = torch.zeros_like(moved)
-            mask[moved] = stall
-            pk.frozen = pk.frozen | mask
+    def _stalled(self, flat: Tensor, moved: Tensor, gn: Tensor) -> Tensor:
+        """Update the running minimum and staleness of the slots that ``moved``; returns the slots
+        (B, La) to stop: gradient norm at the round-off floor, not below its running minimum for
+        ``stall_patience`` steps, that minimum <= ``stall_tol``. They count as converged (iters =
+        updates taken, grad_norm = the last one evaluated)."""
+        best, stale = self.best[flat], self.stale[flat]
+        improved = gn < best
+        best = torch.where(moved, torch.minimum(best, gn), best)
+        stale = torch.where(moved, torch.where(improved, 0, stale + 1), stale)
+        self.best[flat], self.stale[flat] = best, stale
+        return moved & (stale >= self.stall_patience) & (best <= self.stall_tol)
 
     def run(self) -> "GDResult":
         while self.step():

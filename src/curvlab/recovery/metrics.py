@@ -38,12 +38,13 @@ def success(sd: Tensor, threshold: float) -> Tensor:
 
 def align_columns(W_hat: Tensor, W_star: Tensor) -> Tensor:
     """Permute the K columns of each FCN point W_hat (S, L, d, K) to best match W* (S, d, K) in
-    Frobenius norm. Exhaustive over the K! permutations for K <= 7, Hungarian (scipy) beyond."""
+    Frobenius norm. Exhaustive over the K! permutations for K <= 7, Hungarian (scipy, on the CPU) beyond."""
     S, L, d, K = W_hat.shape
     # cost[s, l, i, j] = ||w_hat_i - w*_j||^2
     cost = (W_hat.unsqueeze(-1) - W_star[:, None, :, None, :]).square().sum(2)
     if K <= 7:
-        perms = torch.tensor(list(itertools.permutations(range(K))), dtype=torch.long)  # (P, K): column j <- perm[j]
+        perms = torch.tensor(list(itertools.permutations(range(K))), dtype=torch.long,
+                             device=W_hat.device)  # (P, K): column j <- perm[j]
         idx = perms.view(1, 1, -1, K).expand(S, L, -1, K)
         # total[s, l, p] = sum_j cost[s, l, perm_p[j], j]
         c = cost.transpose(2, 3)  # [s, l, j, i]
@@ -59,6 +60,7 @@ def align_columns(W_hat: Tensor, W_star: Tensor) -> Tensor:
             for l in range(L):
                 rows, cols = linear_sum_assignment(cn[s, l])
                 best[s, l, torch.as_tensor(cols)] = torch.as_tensor(rows)
+        best = best.to(W_hat.device)
     return torch.gather(W_hat, 3, best.unsqueeze(2).expand(S, L, d, K))
 
 
@@ -81,7 +83,7 @@ def contraction_factor(history: Tensor, iters: Tensor, floor: float = 1e-13, min
     """
     T = history.shape[0]
     h = history.double()
-    t = torch.arange(T, dtype=torch.float64).view(T, 1, 1)
+    t = torch.arange(T, dtype=torch.float64, device=history.device).view(T, 1, 1)
     g0 = h[0:1]
     it = iters.unsqueeze(0).double()
     ok = torch.isfinite(h) & (h > 0) & (h > floor * g0) & (t >= 0.5 * it) & (t <= it)

@@ -45,6 +45,7 @@ import torch
 from torch import Tensor
 
 from curvlab.data.teacher import TeacherData, patch_size
+from curvlab.recovery.init import draw
 from curvlab.recovery.link import invert_link
 
 
@@ -60,7 +61,7 @@ def empirical_p2(X: Tensor, y: Tensor, alphas: Tensor) -> Tensor:
     T1 = torch.einsum("snr,sna,snb->srab", A, X, X) / n
     m_ax = A.mean(1)  # (S, R): mean of y alpha^T x
     m1 = (y.unsqueeze(-1) * X).mean(1)  # (S, d): mean of y x
-    eye = torch.eye(d, dtype=X.dtype)
+    eye = torch.eye(d, dtype=X.dtype, device=X.device)
     outer = m1[:, None, :, None] * alphas[:, :, None, :]  # (S, R, d, d): x alpha^T term
     return T1 - m_ax[..., None, None] * eye - outer - outer.transpose(-1, -2)
 
@@ -82,7 +83,7 @@ def empirical_r3(U: Tensor, y: Tensor) -> Tensor:
     S, n, k = U.shape
     T = torch.einsum("sn,sna,snb,snc->sabc", y, U, U, U) / n
     m = (y.unsqueeze(-1) * U).mean(1)  # (S, k)
-    eye = torch.eye(k, dtype=U.dtype)
+    eye = torch.eye(k, dtype=U.dtype, device=U.device)
     corr = (m[:, :, None, None] * eye[None, None] + m[:, None, :, None] * eye[None, :, None, :]
             + m[:, None, None, :] * eye[None, :, :, None])
     return T - corr
@@ -92,18 +93,18 @@ def jennrich(R3: Tensor, generator: torch.Generator, tries: int = 8) -> Tensor:
     """Columns u_i (unit, sign arbitrary) of a non-orthogonal symmetric CP decomposition of R3 (S, k, k, k)."""
     S, k = R3.shape[:2]
     if k == 1:
-        return torch.ones(S, 1, 1, dtype=R3.dtype)
-    ab = torch.randn(S, tries, 2, k, generator=generator, dtype=R3.dtype)
+        return torch.ones(S, 1, 1, dtype=R3.dtype, device=R3.device)
+    ab = draw(torch.randn, (S, tries, 2, k), generator, R3)
     Ma = torch.einsum("sijc,stc->stij", R3, ab[:, :, 0])
     Mb = torch.einsum("sijc,stc->stij", R3, ab[:, :, 1])
     Mab = Ma @ torch.linalg.pinv(Mb)
     lam, vec = torch.linalg.eig(Mab)  # (S, T, k), (S, T, k, k) complex
     # score: smallest pairwise eigenvalue gap relative to the spread, minus imaginary contamination
-    gaps = (lam.unsqueeze(-1) - lam.unsqueeze(-2)).abs() + torch.eye(k) * 1e300
+    gaps = (lam.unsqueeze(-1) - lam.unsqueeze(-2)).abs() + torch.eye(k, device=lam.device) * 1e300
     scale = lam.abs().amax(-1).clamp_min(1e-300)
     score = gaps.flatten(-2).amin(-1) / scale - lam.imag.abs().amax(-1) / scale
     best = score.argmax(1)  # (S,)
-    v = vec[torch.arange(S), best].real
+    v = vec[torch.arange(S, device=vec.device), best].real
     return _unit(v, dim=1)
 
 
@@ -113,7 +114,7 @@ def _magnitudes(beta: Tensor, j: int, sigma_max: float) -> tuple[Tensor, Tensor]
     sign = torch.where(sign == 0, torch.ones_like(sign), sign)
     target = beta.abs() if j == 1 else -beta.abs()
     sig = invert_link(target.detach().cpu().numpy().ravel(), j=j, sigma_max=sigma_max)
-    return sign, torch.as_tensor(np.asarray(sig), dtype=beta.dtype).view_as(beta)
+    return sign, torch.as_tensor(np.asarray(sig), dtype=beta.dtype, device=beta.device).view_as(beta)
 
 
 def tensor_method(
@@ -143,7 +144,7 @@ def tensor_method(
         parts = [(X[:, a:b], y[:, a:b]) for a, b in zip(cut[:-1], cut[1:])]
     else:
         parts = [(X, y)] * 3
-    alphas = _unit(torch.randn(S, num_alpha, p, generator=generator, dtype=X.dtype))
+    alphas = _unit(draw(torch.randn, (S, num_alpha, p), generator, X))
     V = subspace(empirical_p2(*parts[0], alphas), rank)  # (S, p, rank)
     X2, y2 = parts[1]
     u = jennrich(empirical_r3(X2 @ V, y2), generator, jennrich_tries)  # (S, rank, rank)
