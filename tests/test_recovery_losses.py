@@ -45,6 +45,18 @@ def test_grad_and_hessian_match_autograd(kind, d, K):
             assert torch.allclose(H[s, p], H[s, p].T, atol=1e-16)
 
 
+@pytest.mark.parametrize("kind,d,K", [("fcn", 6, 3), ("cnn", 12, 3)])
+def test_hessian_in_sample_chunks_equals_one_pass(kind, d, K, monkeypatch):
+    """At large n the Hessian is summed over sample chunks (bounded memory): same result."""
+    td = sample_teacher(kind, 2, 80, d, K, seed=0)
+    W = _points(td, 3, 0.5)
+    H = losses.hessian(kind, td.X, td.y, W, K)
+    per = K * K * d if kind == "fcn" else 2 * d
+    monkeypatch.setattr(losses, "CHUNK_ELEMENTS", 2 * 7 * per)  # one point, 7 samples per chunk
+    assert len(losses._chunks(80, 2 * per)) == 12
+    assert torch.allclose(losses.hessian(kind, td.X, td.y, W, K), H, rtol=1e-12, atol=1e-16)
+
+
 @pytest.mark.parametrize("kind,d,K", [("fcn", 5, 2), ("cnn", 9, 3)])
 def test_finite_differences(kind, d, K):
     td = sample_teacher(kind, 1, 60, d, K, seed=1)

@@ -102,47 +102,56 @@ def grad(kind: str, X: Tensor, y: Tensor, W: Tensor, K: int, eps: float = DEFAUL
     return torch.bmm(X.reshape(S, n * K, m).transpose(1, 2), D).transpose(1, 2)
 
 
-def _chunks(P: int, per_point: int, budget: int = 20_000_000) -> list[slice]:
-    step = max(1, budget // max(per_point, 1))
+CHUNK_ELEMENTS = 20_000_000  # elements of the Hessian's largest intermediate per chunk (160 MB in float64)
+
+
+def _chunks(P: int, per_point: int) -> list[slice]:
+    step = max(1, CHUNK_ELEMENTS // max(per_point, 1))
     return [slice(a, min(a + step, P)) for a in range(0, P, step)]
 
 
 def hessian(kind: str, X: Tensor, y: Tensor, W: Tensor, K: int, eps: float = DEFAULT_EPS) -> Tensor:
-    """Exact Hessian of f_n at every point: (S, P, d K, d K) [FCN] or (S, P, m, m) [CNN]."""
+    """Exact Hessian of f_n at every point: (S, P, d K, d K) [FCN] or (S, P, m, m) [CNN].
+
+    f_n is a mean over samples, so points and, when one point's intermediates exceed the chunk
+    budget (large n), samples are processed in chunks: memory stays bounded at any n."""
     check_kind(kind)
     S, n, d = X.shape
-    P = W.shape[1]
+    per = K * K * d if kind == "fcn" else 2 * d  # elements of the largest intermediate per (set, sample, point)
     out = []
+    for sl in _chunks(W.shape[1], S * n * per):
+        Wc = W[:, sl]
+        H = None
+        for ns in _chunks(n, S * Wc.shape[1] * per):
+            Hc = _hessian_sum(kind, X[:, ns], y[:, ns], Wc, K, eps)
+            H = Hc if H is None else H + Hc
+        out.append(H / n)
+    return torch.cat(out, 1)
+
+
+def _hessian_sum(kind: str, X: Tensor, y: Tensor, W: Tensor, K: int, eps: float) -> Tensor:
+    """n times the Hessian of f_n at every point of ``W``, over the samples given."""
+    S, n, d = X.shape
+    P = W.shape[1]
+    s = torch.sigmoid(pre_activations(kind, X, W, K))  # FCN (S, n, P, K) / CNN (S, n, K, P)
+    ds = s * (1.0 - s)
+    dds = ds * (1.0 - 2.0 * s)
     if kind == "fcn":
-        for sl in _chunks(P, S * n * K * K * d):
-            Wc = W[:, sl]
-            Pc = Wc.shape[1]
-            s = torch.sigmoid(pre_activations(kind, X, Wc, K))  # (S, n, Pc, K)
-            ds = s * (1.0 - s)
-            dds = ds * (1.0 - 2.0 * s)
-            l1, l2 = dloss_dH(s.mean(-1), y, eps)
-            C = (l2[..., None, None] / K**2) * ds.unsqueeze(-1) * ds.unsqueeze(-2)  # (S, n, Pc, K, K)
-            C = C + torch.diag_embed(l1.unsqueeze(-1) * dds / K)
-            A = (C.unsqueeze(-1) * X[:, :, None, None, None, :]).reshape(S, n, Pc * K * K * d)
-            Hs = torch.bmm(A.transpose(1, 2), X).view(S, Pc, K, K, d, d) / n
-            out.append(Hs.permute(0, 1, 2, 4, 3, 5).reshape(S, Pc, K * d, K * d))
-        return torch.cat(out, 1)
+        l1, l2 = dloss_dH(s.mean(-1), y, eps)
+        C = (l2[..., None, None] / K**2) * ds.unsqueeze(-1) * ds.unsqueeze(-2)  # (S, n, P, K, K)
+        C = C + torch.diag_embed(l1.unsqueeze(-1) * dds / K)
+        A = (C.unsqueeze(-1) * X[:, :, None, None, None, :]).reshape(S, n, P * K * K * d)
+        Hs = torch.bmm(A.transpose(1, 2), X).view(S, P, K, K, d, d)
+        return Hs.permute(0, 1, 2, 4, 3, 5).reshape(S, P, K * d, K * d)
     m = patch_size(d, K)
     Xp = X.reshape(S, n, K, m)
-    for sl in _chunks(P, S * n * d * 2):
-        Wc = W[:, sl]
-        Pc = Wc.shape[1]
-        s = torch.sigmoid(pre_activations(kind, X, Wc, K))  # (S, n, K, Pc)
-        ds = s * (1.0 - s)
-        dds = ds * (1.0 - 2.0 * s)
-        l1, l2 = dloss_dH(s.mean(2), y, eps)  # (S, n, Pc)
-        v = torch.einsum("snkp,snkm->spnm", ds, Xp) / K  # (S, Pc, n, m)
-        t1 = torch.einsum("spna,spnb->spab", v * l2.permute(0, 2, 1).unsqueeze(-1), v)
-        c = (l1.unsqueeze(2) * dds / K).reshape(S, n * K, Pc)  # (S, n K, Pc)
-        Xf = Xp.reshape(S, n * K, m)
-        t2 = torch.einsum("sqp,sqa,sqb->spab", c, Xf, Xf)
-        out.append((t1 + t2) / n)
-    return torch.cat(out, 1)
+    l1, l2 = dloss_dH(s.mean(2), y, eps)  # (S, n, P)
+    v = torch.einsum("snkp,snkm->spnm", ds, Xp) / K  # (S, P, n, m)
+    t1 = torch.einsum("spna,spnb->spab", v * l2.permute(0, 2, 1).unsqueeze(-1), v)
+    c = (l1.unsqueeze(2) * dds / K).reshape(S, n * K, P)  # (S, n K, P)
+    Xf = Xp.reshape(S, n * K, m)
+    t2 = torch.einsum("sqp,sqa,sqb->spab", c, Xf, Xf)
+    return t1 + t2
 
 
 def loss_single(kind: str, X: Tensor, y: Tensor, W: Tensor, K: int, eps: float = DEFAULT_EPS) -> Tensor:
