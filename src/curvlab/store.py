@@ -5,8 +5,9 @@ Each run writes into its own Hydra output folder:
 * ``.hydra/config.yaml`` — the resolved config (written by Hydra),
 * ``metrics.csv`` — the per-step history (Lightning's CSVLogger),
 * ``summary.json`` — the final summary with ``status`` in {completed, converged, diverged,
-  stopped (by a callback before max_steps; re-run on resume), failed}, written last and atomically (temp file + rename), so a folder without it is
-  incomplete and figures never read half-written results.
+  stopped (by a callback before max_steps; re-run on resume), failed}, written last and
+  atomically (temp file + rename), so a folder without it is incomplete and figures never read
+  half-written results.
 """
 
 from __future__ import annotations

@@ -94,8 +94,8 @@ class RSCModule(L.LightningModule):
         opt.step()
 
     def on_train_end(self) -> None:
-        if self.status == "running":  # reached max_steps, or a callback (e.g. a Timer) stopped it
-            self.status = "completed" if self.global_step >= self.trainer.max_steps else "stopped"
+        if self.status == "running" and self.global_step >= self.trainer.max_steps:
+            self.status = "completed"  # else a callback (e.g. a Timer) ended it early: summary() says stopped
         if self.checks is not None and self.status != "diverged" and self._theta0 is not None:
             fused = loss_grad_and_gbar(self.model, self.x, self.y)
             self.final_checks = self.checks.run(self._context(self.global_step, fused, final=True))
@@ -103,7 +103,8 @@ class RSCModule(L.LightningModule):
 
     def summary(self) -> dict[str, Any]:
         out = {
-            "status": "stopped" if self.status == "running" else self.status,  # a callback ended fit early
+            "status": "stopped" if self.status == "running" else self.status,  # a callback ended fit early,
+            # before or during training (on_train_end does not run when a callback stops fit at its start)
             "steps": self.global_step,
             "last_good_step": self.last_good_step,
             "final_loss": self.final_loss,

@@ -2,10 +2,11 @@
 
 Between the two GEMMs of a GD step (:mod:`curvlab.recovery.gd`) the eager path runs ~8 ATen ops
 over the (b, La, K, nc) buffer; this kernel does the same in one pass per row with a vectorized
-exp (``-O3 -march=native -ffast-math -mprefer-vector-width=512``: gcc + glibc's libmvec), 2-3x faster on that part. It is
-built on first use with ``torch.utils.cpp_extension.load_inline`` (g++, offline; ~1 min once, then
-cached under ``~/.cache/torch_extensions``). If the build fails, or ``CURVLAB_NO_FUSED=1`` is set, the
-eager ops are used; both give the same numbers to round-off (tests/test_recovery_gd.py).
+exp (``-O3 -march=native -ffast-math -mprefer-vector-width=512``: gcc + glibc's libmvec), 2-3x
+faster on that part. It is built on first use with ``torch.utils.cpp_extension.load_inline`` (g++,
+offline; ~1 min once, then cached under ``~/.cache/torch_extensions``). If the build fails, or
+``CURVLAB_NO_FUSED=1`` is set, the eager ops are used; both give the same numbers to round-off
+(tests/test_recovery_gd.py). It serves CPU float64 tensors only (:mod:`curvlab.recovery.gd`).
 
 Contract (``fused_delta(Z, cc, K, n, eps)``), in place on Z (b, La, K, nc) float64 contiguous:
     s = sigmoid(Z),  Hs = sum_k s_k,  r = 1 / (cc - n Hs) if K eps <= Hs <= K (1 - eps) else 0,
@@ -98,7 +99,8 @@ def kernel():
 
                 _state["mod"] = load_inline(
                     f"curvlab_recovery_fused_v2_{_cpu_tag()}", cpp_sources=_SOURCE, functions=["fused_delta"],
-                    extra_cflags=["-O3", "-march=native", "-ffast-math", "-fopenmp-simd", "-mprefer-vector-width=512"], verbose=False,
+                    extra_cflags=["-O3", "-march=native", "-ffast-math", "-fopenmp-simd", "-mprefer-vector-width=512"],
+                    verbose=False,
                 )
             except Exception as exc:  # no compiler, no headers, ...: the eager path is used
                 log.warning("fused recovery kernel unavailable (%s: %s); using eager ops",
