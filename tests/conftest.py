@@ -36,9 +36,10 @@ def compose_cfg(overrides: list[str]) -> DictConfig:
     return cfg
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    """``python -m <args>`` in a subprocess with W&B disabled; returns the completed process."""
-    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONWARNINGS": "ignore"}
+def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``python -m <args>`` in a subprocess with W&B disabled (plus ``env``); returns the completed process."""
+    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONWARNINGS": "ignore", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", *args], cwd=cwd or ROOT, env=env, capture_output=True, text=True, timeout=timeout
     )

@@ -7,7 +7,7 @@ import pytest
 from conftest import CONF, compose_cfg
 
 from curvlab.store import FINISHED
-from curvlab.train import run
+from curvlab.fit import run
 
 TINY_RSC = ["model.width=8", "data.n=32", "optimizer.max_steps=2"]
 TINY_RECOVERY = ["data.n=200", "data.sets=2", "init.inits=2", "optimizer.max_steps=3"]

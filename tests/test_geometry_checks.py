@@ -101,7 +101,7 @@ def _compose(overrides: list[str]):
 
 
 def test_failing_check_is_logged_and_training_goes_on(tmp_path):
-    from curvlab.train import run
+    from curvlab.fit import run
 
     cfg = _compose([
         "logger=csv", "model.width=8", "model.depth=2", "data.n=16", "optimizer.max_steps=6",

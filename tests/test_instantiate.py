@@ -1,4 +1,9 @@
-"""Safe instantiate: configs build classes from curvlab, torch and lightning only (issue 5)."""
+"""Safe instantiate: configs build classes from curvlab, torch and lightning only, each group only
+its own kind of object, and nothing that starts a process; Hydra's own node builds nothing."""
+
+import sys
+import threading
+import types
 
 import lightning as L
 import pytest
@@ -6,9 +11,9 @@ import torch
 from conftest import compose_cfg, run_cli
 from omegaconf import OmegaConf
 
-from curvlab.instantiate import UnsafeTargetError, check_targets, safe_instantiate
-from curvlab.store import is_complete
-from curvlab.train import make_callbacks, run
+from curvlab.instantiate import UnsafeTargetError, check_target, safe_instantiate
+from curvlab.store import finished_summary
+from curvlab.fit import make_callbacks, run
 
 BASE = ["logger=csv", "data.n=32", "model.width=8", "progress_bar=false", "data.root=data_cache"]
 
@@ -30,7 +35,7 @@ def test_allowed_classes_are_built_with_nested_targets_and_kwargs():
         ("torchevil.Thing", "is not allowed"),  # a look-alike package is refused before any import
         ("torch.utils.cpp_extension.subprocess.Popen", "loads code"),
         # re-exports reached through an allowed module are refused by the class's defining module
-        ("torch.multiprocessing.Process", "it is multiprocessing.context.Process"),
+        ("torch.multiprocessing.Process", "not from torch.multiprocessing, which starts processes"),
         ("torch.utils.data.dataloader.threading.Thread", "it is threading.Thread"),
         ("torch.load", "not a class"),
         ("torch.hub.load", "loads code"),
@@ -69,13 +74,58 @@ def test_a_callback_that_stops_early_leaves_the_run_stopped(tmp_path):
         summary = run(cfg, tmp_path)
         assert summary["status"] == "stopped" and (summary["steps"] > 0) == (seconds > 0)
         assert summary["steps"] < 1000000
-        assert not is_complete(tmp_path)  # so a resumed sweep runs it again
+        assert finished_summary(tmp_path) is None  # so a resumed sweep runs it again
 
 
-def test_non_callback_target_is_refused(tmp_path):
+def test_non_callback_target_is_refused_before_it_is_built(monkeypatch):
+    built = []
+    monkeypatch.setattr(torch.nn.Identity, "__init__", lambda self, *a, **k: built.append(1))
     cfg = compose_cfg(BASE + ["+callbacks.lin={_target_: torch.nn.Identity}"])
-    with pytest.raises(ValueError, match="callbacks.lin must be a Lightning Callback"):
+    with pytest.raises(UnsafeTargetError, match="_target_='torch.nn.Identity' is not allowed here: it must name a "
+                                                "subclass of lightning.pytorch.callbacks.callback.Callback"):
         make_callbacks(cfg)
+    assert built == []
+
+
+SUBPROCESS_HANDLER = ("{_target_: torch.distributed.elastic.multiprocessing.subprocess_handler.SubprocessHandler, "
+                      "entrypoint: touch, args: [%s], env: {}, stdout: null, stderr: null, local_rank_id: 0, "
+                      "numa_options: null}")
+
+
+def test_a_torch_class_that_starts_processes_is_refused_in_any_group(tmp_path):
+    marker = tmp_path / "pwned"
+    for group in ("callbacks", "checks"):
+        cfg = compose_cfg(BASE + [f"+{group}.x=" + SUBPROCESS_HANDLER % marker])
+        with pytest.raises(UnsafeTargetError, match=f"{group}.x._target_=.*SubprocessHandler' is not allowed"):
+            run(cfg, tmp_path)
+        assert not marker.exists() and not (tmp_path / "metrics.csv").exists()
+
+
+def test_a_class_that_starts_threads_or_processes_is_refused_wherever_it_lives(monkeypatch):
+    fake = types.ModuleType("curvlab.fake_workers")
+
+    class Worker(threading.Thread):
+        pass
+
+    Worker.__module__ = fake.__name__
+    fake.Worker = Worker
+    monkeypatch.setitem(sys.modules, fake.__name__, fake)
+    with pytest.raises(UnsafeTargetError, match="it is a threading.Thread, which starts processes"):
+        check_target("curvlab.fake_workers.Worker")
+
+
+@pytest.mark.parametrize("node", ["callbacks", "job_logging.handlers", "hydra_logging.handlers"])
+def test_hydra_node_builds_nothing_from_the_command_line(node, tmp_path):
+    """Hydra itself builds hydra.callbacks and the logging handlers before curvlab sees the config."""
+    marker = tmp_path / "pwned"
+    spec = SUBPROCESS_HANDLER % marker
+    if node != "callbacks":
+        spec = spec.replace("_target_", "class")
+    out = tmp_path / "out"
+    proc = run_cli("curvlab.train", *BASE, f"hydra.run.dir={out}", f"+hydra.{node}.x={spec}")
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(f"Error: hydra.{node}.x.") and "is not allowed" in proc.stderr
+    assert not marker.exists() and not out.exists()
 
 
 def test_unsafe_override_fails_before_training_with_one_clear_line(tmp_path):
@@ -84,5 +134,5 @@ def test_unsafe_override_fails_before_training_with_one_clear_line(tmp_path):
     proc = run_cli("curvlab.train", *BASE, f"hydra.run.dir={out}",
                    f"+callbacks.x={{_target_: subprocess.Popen, args: [touch, {marker}]}}")
     assert proc.returncode != 0
-    assert "callbacks.x._target_='subprocess.Popen' is not allowed" in proc.stderr
+    assert proc.stderr.startswith("Error: callbacks.x._target_='subprocess.Popen' is not allowed")
     assert not marker.exists() and not (out / "metrics.csv").exists()

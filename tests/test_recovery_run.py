@@ -12,7 +12,7 @@ from curvlab.data.teacher import sample_teacher
 from curvlab.recovery import gd, metrics
 from curvlab.recovery.init import local_init
 from curvlab.store import load_runs
-from curvlab.train import run
+from curvlab.fit import run
 
 TINY = ["data.d=6", "data.sets=3", "init.inits=3", "optimizer.max_steps=60", "progress_bar=false", "logger=csv"]
 
@@ -73,9 +73,18 @@ def test_module_numbers_equal_the_pure_functions(tmp_path):
 @pytest.mark.parametrize("override,message", [
     (["model=cnn"], "use data=teacher_cnn"),
     (["data.d=10", "model=cnn", "data=teacher_cnn"], "must be divisible by model.K"),
-    (["init.name=uniform"], "does not apply to the recovery setting"),
+    (["init.name=uniform"], "init.name must be one of local, gaussian, tensor"),
 ])
 def test_bad_recovery_config_fails_fast(tmp_path, override, message):
     cfg = compose_cfg(["experiment=fig3a_fcn_success", *override, "logger=csv", "progress_bar=false"])
     with pytest.raises(ValueError, match=message):
         run(cfg, tmp_path)
+
+
+def test_a_grid_point_whose_every_trial_diverged_is_recorded_diverged(tmp_path):
+    over = ["experiment=fig3b_fcn_error", "data.d=5", "data.n=200", "data.sets=2", "optimizer.max_steps=50",
+            "logger=csv", "progress_bar=false"]
+    blown = run(compose_cfg(over + ["optimizer.lr=1e6"]), tmp_path / "blown")
+    assert blown["frac_diverged"] == 1.0 and blown["status"] == "diverged"
+    fine = run(compose_cfg(over), tmp_path / "fine")
+    assert fine["frac_diverged"] == 0.0 and fine["status"] == "completed"

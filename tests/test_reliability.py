@@ -13,7 +13,7 @@ from conftest import ROOT, compose_cfg, run_cli
 
 import curvlab.lit.rsc as rsc
 from curvlab.store import load_runs
-from curvlab.train import run
+from curvlab.fit import run
 
 SWEEP = ["curvlab.train", "-m", "experiment=fig1_mnist", "data=mnist_offline", "data.n=64", "model.width=8,16",
          "seed=0,1", "optimizer.lr=2", "progress_bar=false", "logger=csv", "hydra.launcher.n_jobs=2"]

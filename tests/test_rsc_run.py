@@ -6,7 +6,7 @@ import math
 from conftest import compose_cfg
 
 from curvlab.store import read_history
-from curvlab.train import run
+from curvlab.fit import run
 
 BASE = ["logger=csv", "data.n=64", "model.width=16", "progress_bar=false", "data.root=data_cache"]
 

@@ -1,8 +1,9 @@
 import json
+import logging
 
 import pytest
 
-from curvlab.store import is_complete, load_runs, write_json_atomic
+from curvlab.store import finished_summary, load_runs, write_json_atomic, write_summary
 
 
 def test_atomic_write_leaves_no_partial_file(tmp_path):
@@ -17,11 +18,30 @@ def test_atomic_write_leaves_no_partial_file(tmp_path):
 def test_incomplete_runs_are_not_loaded(tmp_path):
     for name, status in (("a", "completed"), ("b", "failed"), ("c", None)):
         run = tmp_path / name
-        (run / ".hydra").mkdir(parents=True)
-        (run / ".hydra" / "config.yaml").write_text("task: rsc\n")
+        run.mkdir()
         if status:
-            write_json_atomic(run / "summary.json", {"status": status})
-    assert is_complete(tmp_path / "a") and not is_complete(tmp_path / "b") and not is_complete(tmp_path / "c")
+            write_summary(run, {"status": status}, {"task": "rsc"})
+    assert finished_summary(tmp_path / "a") and finished_summary(tmp_path / "b") is None
+    assert finished_summary(tmp_path / "c") is None
     assert sorted(r.path.name for r in load_runs(tmp_path)) == ["a", "b"]  # b is shown as failed
     with pytest.raises(FileNotFoundError):
         load_runs(tmp_path / "missing")
+
+
+def test_runs_carry_the_config_stored_with_their_summary(tmp_path):
+    write_summary(tmp_path / "a", {"status": "completed"}, {"task": "rsc", "optimizer": {"lr": 0.5}})
+    (tmp_path / "a" / ".hydra").mkdir()
+    (tmp_path / "a" / ".hydra" / "config.yaml").write_text("task: rsc\noptimizer:\n  lr: 8.0\n")  # rewritten by Hydra
+    (run,) = load_runs(tmp_path)
+    assert run.config.optimizer.lr == 0.5 and "config" not in run.summary
+
+
+def test_an_unreadable_summary_is_skipped_with_a_warning_naming_it(tmp_path, caplog):
+    write_summary(tmp_path / "good", {"status": "completed"}, {"task": "rsc"})
+    write_summary(tmp_path / "cut", {"status": "completed"}, {"task": "rsc"})
+    cut = tmp_path / "cut" / "summary.json"
+    cut.write_text(cut.read_text()[:20])  # truncated by a full disk or a copy
+    with caplog.at_level(logging.WARNING):
+        runs = load_runs(tmp_path)
+    assert [r.path.name for r in runs] == ["good"]
+    assert str(cut) in caplog.text and finished_summary(tmp_path / "cut") is None

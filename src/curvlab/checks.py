@@ -7,6 +7,7 @@ name, and isolates failures: a check that raises is logged as failed and trainin
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -15,6 +16,7 @@ from typing import Any
 
 from torch import Tensor
 
+from curvlab.errors import ConfigError
 from curvlab.mlp_grads import FusedGrads
 from curvlab.models import DeepMLP
 
@@ -67,12 +69,6 @@ class CheckRunner:
     """Runs the due checks at a step; returns ``{"check/<name>/<metric>": value}``."""
 
     def __init__(self, specs: list[CheckSpec]):
-        unknown = [s.name for s in specs if s.name not in REGISTRY]
-        if unknown:
-            raise ValueError(f"unknown checks {unknown}; known checks: {sorted(REGISTRY)}")
-        for s in specs:
-            if not isinstance(s.every, int) or s.every < 0:
-                raise ValueError(f"checks.{s.name}.every must be a non-negative integer, got {s.every!r}")
         self.specs = specs
         self.total_seconds = 0.0
         self.failures: dict[str, str] = {}
@@ -97,15 +93,40 @@ class CheckRunner:
         return out
 
 
-def build_checks(cfg: Mapping[str, Any] | None) -> CheckRunner | None:
-    """``cfg`` maps check names to {every, at_init, at_end, **options}; empty/None disables checks."""
-    if not cfg:
-        return None
+TIMING = ("every", "at_init", "at_end")
+
+
+def _options(fn: CheckFn) -> tuple[str, ...]:
+    """The options a check takes: its parameters after ``ctx``."""
+    return tuple(list(inspect.signature(fn).parameters)[1:])
+
+
+def _spec(name: str, opts: Mapping[str, Any]) -> CheckSpec:
+    if name not in REGISTRY:
+        raise ConfigError(f"checks.{name}: unknown check; known checks: {', '.join(sorted(REGISTRY))}")
+    allowed = TIMING + _options(REGISTRY[name])
+    for key in opts:
+        if key not in allowed:
+            raise ConfigError(f"checks.{name}.{key}: check {name!r} has no option {key!r}; it takes {', '.join(allowed)}")
+    every = opts.get("every", 0)
+    if not isinstance(every, int) or isinstance(every, bool) or every < 0:
+        raise ConfigError(f"checks.{name}.every must be a non-negative integer, got {every!r}")
+    for key in ("at_init", "at_end"):
+        if not isinstance(opts.get(key, True), bool):
+            raise ConfigError(f"checks.{name}.{key} must be true or false, got {opts[key]!r}")
+    options = {k: v for k, v in opts.items() if k not in TIMING}
+    return CheckSpec(name=name, options=options, **{k: opts[k] for k in TIMING if k in opts})
+
+
+def check_specs(cfg: Mapping[str, Any] | None) -> list[CheckSpec]:
+    """The checks of a ``checks`` config ({name: {every, at_init, at_end, **options}}), each option
+    checked against the check's parameters: a misspelt one fails here, before training."""
     import curvlab.geometry_checks  # noqa: F401  (registers the checks)
 
-    specs = []
-    for name, opts in cfg.items():
-        opts = dict(opts or {})
-        timing = {k: opts.pop(k) for k in ("every", "at_init", "at_end") if k in opts}
-        specs.append(CheckSpec(name=name, options=opts, **timing))
-    return CheckRunner(specs)
+    return [_spec(str(name), dict(opts or {})) for name, opts in (cfg or {}).items()]
+
+
+def build_checks(cfg: Mapping[str, Any] | None) -> CheckRunner | None:
+    """The runner of the configured checks; None when there are none."""
+    specs = check_specs(cfg)
+    return CheckRunner(specs) if specs else None

@@ -98,7 +98,7 @@ def run_stage(stage: Stage, out: Path, bar: tqdm) -> list[Path]:
     sweep_dir.mkdir(parents=True, exist_ok=True)
     cmd = [
         sys.executable, "-m", "curvlab.train", "-m", f"experiment={stage.experiment}", *stage.overrides,
-        "progress_bar=false", f"hydra.sweep.dir={sweep_dir}",
+        "progress_bar=false", "rerun_changed=true", f"hydra.sweep.dir={sweep_dir}",
     ]
     done_before = bar.n
     with open(sweep_dir / "launcher.log", "w") as log:

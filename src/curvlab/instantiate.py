@@ -1,16 +1,18 @@
-"""Instantiate ``_target_`` config nodes from an allow-list of packages only.
+"""Instantiate ``_target_`` config nodes from an allow-list only.
 
 A config (or a W&B sweep parameter, which the agent turns into a command-line override) must not
 be able to import and call arbitrary code. Every ``_target_`` in a config is checked before
-anything is imported from it or called:
+anything is built from it:
 
 1. its dotted path starts with an allowed package (``curvlab``, ``torch``, ``lightning``) and not
-   with a denied module that loads or compiles code (``torch.hub``, ``torch.package``, ...);
+   with a denied module, one that starts processes or loads or compiles code (``torch.distributed``,
+   ``torch.multiprocessing``, ``torch.hub``, ...);
 2. it resolves to a class (a function such as ``torch.load`` is refused);
 3. that class is *defined* in an allowed package, so a re-export reached through an attribute chain
-   (``torch.utils.cpp_extension.subprocess.Popen`` is ``subprocess.Popen``) is refused.
-
-This closes arbitrary import paths; it does not audit what an allowed class's constructor does.
+   (``torch.utils.cpp_extension.subprocess.Popen`` is ``subprocess.Popen``) is refused, and no class
+   in its MRO is one that starts a process or thread (:data:`PROCESS_CLASSES`), wherever it lives;
+4. it is a subclass of what its config group builds (:data:`GROUP_BASES`: a ``callbacks`` entry is a
+   Lightning ``Callback``); a ``_target_`` outside those groups is refused.
 """
 
 from __future__ import annotations
@@ -21,19 +23,41 @@ from typing import Any
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from curvlab.errors import ConfigError
+
 ALLOWED_PACKAGES = ("curvlab", "torch", "lightning")
-# modules of allowed packages whose classes load, unpickle or compile code
+# modules of allowed packages whose classes start processes, or load, unpickle or compile code
 DENIED_MODULES = (
+    "torch.distributed",
+    "torch.multiprocessing",
     "torch.hub",
     "torch.package",
     "torch.serialization",
+    "torch.jit",
+    "torch.compiler",
+    "torch._dynamo",
+    "torch._inductor",
     "torch.utils.cpp_extension",
+    "torch.utils.benchmark",
     "lightning.pytorch.cli",
     "lightning.fabric.cli",
+    "lightning.pytorch.strategies",
+    "lightning.fabric.strategies",
 )
+# a class with one of these in its MRO starts a process or a thread
+PROCESS_CLASSES = (
+    "subprocess.Popen",
+    "multiprocessing.process.BaseProcess",
+    "threading.Thread",
+    "concurrent.futures._base.Executor",
+)
+# config group -> the base class of everything its ``_target_`` nodes may build
+GROUP_BASES = {
+    "callbacks": "lightning.pytorch.callbacks.callback.Callback",
+}
 
 
-class UnsafeTargetError(ValueError):
+class UnsafeTargetError(ConfigError):
     """A ``_target_`` outside the allow-list (a configuration error: fails before training)."""
 
 
@@ -41,17 +65,22 @@ def _within(name: str, prefixes: Sequence[str]) -> bool:
     return any(name == p or name.startswith(p + ".") for p in prefixes)
 
 
-def _targets(node: Any, path: str) -> Iterator[tuple[str, Any]]:
+def find_keys(node: Any, keys: Sequence[str], path: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted path, value) of every entry named one of ``keys`` in plain nested dicts and lists."""
     if isinstance(node, Mapping):
         for key, value in node.items():
             sub = f"{path}.{key}" if path else str(key)
-            if key == "_target_":
+            if key in keys:
                 yield sub, value
             else:
-                yield from _targets(value, sub)
+                yield from find_keys(value, keys, sub)
     elif isinstance(node, Sequence) and not isinstance(node, str):
         for i, value in enumerate(node):
-            yield from _targets(value, f"{path}[{i}]")
+            yield from find_keys(value, keys, f"{path}[{i}]")
+
+
+def _targets(node: Any, path: str) -> Iterator[tuple[str, Any]]:
+    return find_keys(node, ("_target_",), path)
 
 
 def _plain(cfg: Any) -> Any:
@@ -61,14 +90,19 @@ def _plain(cfg: Any) -> Any:
     return cfg
 
 
-def check_target(target: Any, where: str = "_target_") -> type:
-    """Return the class a ``_target_`` names, or raise :class:`UnsafeTargetError`."""
+def _qualname(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def check_target(target: Any, where: str = "_target_", base: type | str | None = None) -> type:
+    """Return the class a ``_target_`` names, or raise :class:`UnsafeTargetError`; with ``base`` (a
+    class or its dotted path, imported only once the name passes), the class must subclass it."""
     allowed = ", ".join(ALLOWED_PACKAGES)
     refuse = f"{where}={target!r} is not allowed: configs may only instantiate classes from {allowed}"
     if not isinstance(target, str) or not _within(target, ALLOWED_PACKAGES):
         raise UnsafeTargetError(refuse)
     if _within(target, DENIED_MODULES):
-        raise UnsafeTargetError(f"{refuse} (and not from {target.rsplit('.', 1)[0]}, which loads code)")
+        raise UnsafeTargetError(f"{refuse} (and not from {target.rsplit('.', 1)[0]}, which starts processes or loads code)")
     try:
         obj = get_object(target)
     except Exception as err:
@@ -78,20 +112,40 @@ def check_target(target: Any, where: str = "_target_") -> type:
     module = getattr(obj, "__module__", "") or ""
     if not _within(module, ALLOWED_PACKAGES) or _within(module, DENIED_MODULES):
         raise UnsafeTargetError(f"{refuse}; it is {module}.{obj.__qualname__}")
+    starts = [_qualname(c) for c in obj.__mro__ if _qualname(c) in PROCESS_CLASSES]
+    if starts:
+        raise UnsafeTargetError(f"{where}={target!r} is not allowed: it is a {starts[0]}, which starts processes")
+    if isinstance(base, str):
+        base = get_object(base)
+    if base is not None and not issubclass(obj, base):
+        raise UnsafeTargetError(f"{where}={target!r} is not allowed here: it must name a subclass of {_qualname(base)}")
     return obj
 
 
-def check_targets(cfg: Any) -> None:
+def check_targets(cfg: Any, base: type | None = None) -> None:
     """Check every ``_target_`` anywhere in ``cfg`` (nested dicts and lists included; values are
-    resolved as they are read; Hydra's own ``hydra`` node of a composed config is skipped)."""
-    if isinstance(cfg, Mapping) and "hydra" in cfg:
-        cfg = {k: v for k, v in cfg.items() if k != "hydra"}
-    for where, target in _targets(cfg, ""):
-        check_target(target, where)
+    resolved as they are read), each against ``base`` if given."""
+    for where, target in _targets(_plain(cfg), ""):
+        check_target(target, where, base)
 
 
-def safe_instantiate(cfg: Any, **kwargs: Any) -> Any:
+def check_config_targets(cfg: DictConfig) -> None:
+    """Check every ``_target_`` of a composed config (its ``hydra`` node aside): only the groups of
+    :data:`GROUP_BASES` build objects, each only subclasses of its base."""
+    for group, node in cfg.items():
+        found = list(_targets(_plain(node), str(group))) if group != "hydra" else []
+        if not found:
+            continue
+        if group not in GROUP_BASES:
+            where, target = found[0]
+            raise UnsafeTargetError(
+                f"{where}={target!r} is not allowed: configs build objects only in the groups {sorted(GROUP_BASES)}")
+        for where, target in found:
+            check_target(target, where, GROUP_BASES[group])
+
+
+def safe_instantiate(cfg: Any, base: type | None = None, **kwargs: Any) -> Any:
     """``hydra.utils.instantiate`` after :func:`check_targets` on the resolved config."""
     plain = _plain(cfg)
-    check_targets(plain)
+    check_targets(plain, base)
     return instantiate(plain, **kwargs)

@@ -133,7 +133,38 @@ class GDTrialsConfig:
     stall_tol: float = 0.0
 
 
+@dataclass
+class RhoConfig:
+    sigma_min: float = 0.02
+    sigma_max: float = 5.0
+    points: int = 250
+
+
+@dataclass
+class RootConfig:
+    """The primary config's own keys; the groups are typed by their own schemas."""
+
+    model: Any = MISSING
+    data: Any = MISSING
+    optimizer: Any = MISSING
+    init: Any = MISSING
+    checks: Any = field(default_factory=dict)
+    callbacks: Any = field(default_factory=dict)
+    logger: Any = MISSING
+    task: str = "rsc"
+    seed: int = 0
+    dtype: str = "float32"
+    device: str = "auto"
+    threads: Optional[int] = None
+    progress_bar: bool = True
+    resume: bool = True
+    rerun_changed: bool = False
+    experiment_name: Optional[str] = None
+    rho: Optional[RhoConfig] = None
+
+
 SCHEMAS = {
+    (None, "config_schema"): RootConfig,
     ("model", "mlp_schema"): MLPConfig,
     ("data", "images_schema"): ImageDataConfig,
     ("optimizer", "gd_schema"): GDConfig,

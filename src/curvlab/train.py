@@ -1,131 +1,120 @@
 """Hydra entry point: ``python -m curvlab.train [-m] experiment=... key=value ...``.
 
-Builds the task's LightningModule from the composed config, trains it, and writes the run's
-summary into its Hydra output folder (see :mod:`curvlab.store`). In a multirun, a job whose
-training fails or diverges is recorded as such and the sweep goes on; completed jobs are skipped
-when the same sweep is launched again (``resume=true``).
+Before Hydra builds anything, the composed config's ``hydra`` node is checked
+(:func:`curvlab.config_checks.check_hydra_node`), and a single run's whole config is validated; a
+multirun's sweeper validates every job of the grid (:mod:`hydra_plugins.curvlab_sweeper`). Each job
+claims its folder (:mod:`curvlab.claim`), so a sweep launched twice runs each job once; a job whose
+folder holds a finished result of the same config is skipped (``resume=true``), one of another
+config is refused unless ``rerun_changed=true``. Training (:mod:`curvlab.fit`) imports Lightning,
+so a refused command line answers without that import. In a multirun, a job whose training fails
+or diverges is recorded as such and the sweep goes on.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
-import socket
-import time
+import sys
 import traceback
-import warnings
 from pathlib import Path
-from typing import Any
 
 import hydra
-import lightning as L
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from curvlab.config_checks import validate
-from curvlab.instantiate import safe_instantiate
-from curvlab.lit.common import full_batch_loader
-from curvlab.logging_setup import finish_wandb, make_loggers, publish_summary
+from curvlab.claim import ClaimHeld, claim
+from curvlab.config_checks import check_hydra_node, validate
+from curvlab.errors import ConfigError
 from curvlab.schema import register_schemas
-from curvlab.store import is_complete, write_json_atomic, write_summary
+from curvlab.store import resolved_config, reusable, start_fresh, write_summary
 
 log = logging.getLogger(__name__)
-# Lightning's start-up tips and a torch deprecation notice inside Lightning add nothing to a run's log
-logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
-warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")  # Hydra's files
-
 register_schemas()
 
-# task name -> module with ``build(cfg) -> LightningModule`` (the module has ``summary()``)
-TASKS = {
-    "rsc": "curvlab.lit.rsc",
-    "recovery": "curvlab.lit.recovery",
-}
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
-def build_module(cfg: DictConfig) -> L.LightningModule:
-    if cfg.task not in TASKS:
-        raise ValueError(f"unknown task {cfg.task!r}; choose one of {sorted(TASKS)}")
-    return importlib.import_module(TASKS[cfg.task]).build(cfg)
-
-
-def accelerator(device: str) -> str:
-    if device == "auto":
-        return "gpu" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":
-        return "gpu"
-    return device
-
-
-def make_callbacks(cfg: DictConfig) -> list[L.Callback]:
-    """The Lightning callbacks of the ``callbacks`` group (allow-listed ``_target_`` nodes)."""
-    callbacks = []
-    for name, node in (cfg.get("callbacks") or {}).items():
-        cb = safe_instantiate(node)
-        if not isinstance(cb, L.Callback):
-            raise ValueError(f"callbacks.{name} must be a Lightning Callback, got {type(cb).__name__}")
-        callbacks.append(cb)
-    return callbacks
-
-
-def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Train one configuration and write ``summary.json`` into ``run_dir``."""
-    validate(cfg)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    L.seed_everything(cfg.seed, verbose=False)
-    # deterministic cuBLAS on a GPU needs this before its first use (CUDA's reproducibility notes)
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    t0 = time.perf_counter()
-    module = build_module(cfg)
-    trainer = L.Trainer(
-        max_steps=cfg.optimizer.max_steps,
-        accelerator=accelerator(cfg.device),
-        devices=1,
-        logger=make_loggers(cfg, run_dir),
-        callbacks=make_callbacks(cfg),
-        log_every_n_steps=1,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        enable_progress_bar=cfg.progress_bar,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-    )
-    try:
-        trainer.fit(module, train_dataloaders=full_batch_loader())
-        summary = module.summary()
-        summary.update(wall_seconds=time.perf_counter() - t0, torch_threads=torch.get_num_threads())
-        publish_summary(summary)
-    finally:
-        finish_wandb()
-    write_summary(run_dir, summary)
-    log.info("run %s: %s", run_dir, {k: v for k, v in summary.items() if not isinstance(v, dict)})
-    return summary
-
-
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="config")
-def main(cfg: DictConfig) -> float | None:
-    hc = HydraConfig.get()
-    run_dir = Path(hc.runtime.output_dir)
-    if cfg.resume and is_complete(run_dir):
+def run_job(cfg: DictConfig, run_dir: Path, multirun: bool) -> float | None:
+    """One job in its claimed folder: skipped if the folder holds its finished result, else run
+    afresh; in a multirun, a job that fails in training is recorded failed and the sweep goes on."""
+    if cfg.resume and reusable(run_dir, resolved_config(cfg), cfg.rerun_changed):
         log.info("skipping %s: its results are complete", run_dir)
         return None
-    # which process runs this job (a cluster user looking for a stuck job, the fault-injection test)
-    write_json_atomic(run_dir / "running.json", {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()})
+    start_fresh(run_dir)
+    from curvlab.fit import run  # Lightning, only once a job trains
+
     try:
         summary = run(cfg, run_dir)
     except Exception as err:
-        if hc.mode != RunMode.MULTIRUN or isinstance(err, (ValueError, FileNotFoundError)):
+        if not multirun or isinstance(err, ConfigError):
             raise  # a single run, or a bad configuration: fail loudly
         log.error("job %s failed; the sweep goes on:\n%s", run_dir, traceback.format_exc())
-        write_summary(run_dir, {"status": "failed", "error": repr(err)})
+        write_summary(run_dir, {"status": "failed", "error": repr(err)}, resolved_config(cfg))
         return None
     return summary.get("final_loss")
+
+
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="config")
+def hydra_main(cfg: DictConfig) -> float | None:
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    try:
+        with claim(run_dir):
+            return run_job(cfg, run_dir, multirun=hc.mode == RunMode.MULTIRUN)
+    except ClaimHeld as held:
+        log.warning("skipping: %s", held)
+        return None
+
+
+def compose_primary(argv: list[str]) -> tuple[DictConfig, bool]:
+    """The primary config ``hydra.main`` composes from this command line, and whether it is a
+    multirun; composed the way Hydra does, without configuring logging or building anything."""
+    from hydra._internal.hydra import Hydra
+    from hydra._internal.utils import create_config_search_path, get_args_parser
+    from hydra.core.global_hydra import GlobalHydra
+
+    args = get_args_parser().parse_args(argv)
+    search_path = create_config_search_path(f"file://{Path(args.config_path or CONF_DIR).resolve()}")
+    if args.config_dir:
+        search_path.prepend("command-line", f"file://{Path(args.config_dir).resolve()}")
+    hydra_app = Hydra.create_main_hydra2(task_name="train", config_search_path=search_path)
+    first, second = (RunMode.MULTIRUN, RunMode.RUN) if args.multirun else (RunMode.RUN, RunMode.MULTIRUN)
+    name = args.config_name or "config"
+    try:
+        try:
+            cfg = hydra_app.compose_config(name, args.overrides, run_mode=first)
+        except Exception:  # hydra.mode=MULTIRUN in a config makes a multirun without -m
+            cfg = hydra_app.compose_config(name, args.overrides, run_mode=second)
+    finally:
+        GlobalHydra.instance().clear()
+    return cfg, bool(args.multirun) or cfg.hydra.mode == RunMode.MULTIRUN
+
+
+def preflight(argv: list[str]) -> None:
+    """Check the command line's config before Hydra builds anything from it: its ``hydra`` node
+    always, the whole config of a single run. A config that does not compose is left to Hydra,
+    which reports it and stops before building anything."""
+    try:
+        cfg, multirun = compose_primary(argv)
+    except Exception:
+        return
+    check_hydra_node(cfg)
+    if not multirun:  # a multirun's jobs are checked by its sweeper
+        HydraConfig.instance().set_config(cfg)
+        validate(cfg)
+
+
+def main() -> None:
+    """``python -m curvlab.train``: a configuration error is one line on stderr (exit 1), with the
+    traceback only under ``HYDRA_FULL_ERROR=1``."""
+    try:
+        preflight(sys.argv[1:])
+    except ConfigError as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        sys.exit(f"Error: {err}")
+    hydra_main()
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from curvlab.data.teacher import KINDS, TeacherData, sample_teacher
+from curvlab.data.teacher import TeacherData, sample_teacher
 from curvlab.lit.common import log_row, resolve_dtype
 from curvlab.recovery import geometry, metrics
 from curvlab.recovery.gd import STATUS_CAPPED, STATUS_CONVERGED, STATUS_DIVERGED, BatchedGD, step_sizes
@@ -124,8 +124,9 @@ class RecoveryModule(L.LightningModule):
         q = (metrics.contraction_factor(res.history, res.iters) if res.history is not None
              else torch.full((S, L_), math.nan, device=res.W.device))
         conv = res.status == STATUS_CONVERGED
+        diverged = res.status == STATUS_DIVERGED
         out: dict[str, Any] = {
-            "status": "completed",
+            "status": "diverged" if bool(diverged.all()) else "completed",  # no trial left to measure
             "kind": kind, "d": d, "K": K, "n": n, "sets": S, "inits": L_, "init": self.init_name,
             "n_scaled": scaled_n(n, d),
             "threshold": self.threshold,
@@ -141,7 +142,7 @@ class RecoveryModule(L.LightningModule):
             "iters_max": int(res.iters.max()),
             "frac_converged": _mean(conv.float()),
             "frac_capped": _mean((res.status == STATUS_CAPPED).float()),
-            "frac_diverged": _mean((res.status == STATUS_DIVERGED).float()),
+            "frac_diverged": _mean(diverged.float()),
             "contraction_median": float(q[torch.isfinite(q)].median()) if torch.isfinite(q).any() else math.nan,
             "eta_mean": _mean(self.eta),
             "gd_steps": res.steps,
@@ -198,36 +199,12 @@ class RhoModule(L.LightningModule):
 # --------------------------------------------------------------------------------------------------
 
 
-def _check(cfg: DictConfig) -> None:
-    kind = cfg.model.name
-    if kind not in KINDS:
-        raise ValueError(f"model {kind!r} is not a recovery model; use model=fcn or model=cnn")
-    if cfg.data.get("kind") != kind:
-        raise ValueError(f"data={cfg.data.name} generates {cfg.data.get('kind')!r} data but model={kind}; "
-                         f"use data=teacher_{kind}")
-    for key in ("d", "n", "sets"):
-        v = cfg.data[key]
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise ValueError(f"data.{key} must be a positive integer, got {v!r}")
-    if not isinstance(cfg.model.K, int) or cfg.model.K < 1:
-        raise ValueError(f"model.K must be a positive integer, got {cfg.model.K!r}")
-    if kind == "cnn" and cfg.data.d % cfg.model.K:
-        raise ValueError(f"data.d={cfg.data.d} must be divisible by model.K={cfg.model.K} for the CNN (d = m K)")
-    if cfg.init.name not in ("local", "gaussian", "tensor"):
-        raise ValueError(f"init {cfg.init.name!r} does not apply to the recovery setting; use local, gaussian or tensor")
-    inits = cfg.init.get("inits", 1)
-    if not isinstance(inits, int) or inits < 1:
-        raise ValueError(f"init.inits must be a positive integer, got {inits!r}")
-
-
 def build(cfg: DictConfig) -> L.LightningModule:
-    """Teacher data, initial points and step sizes of one recovery grid point from the composed config."""
+    """Teacher data, initial points and step sizes of one recovery grid point from the composed config
+    (validated by :func:`curvlab.config_checks.validate`)."""
     if cfg.get("rho") is not None:
         r = cfg.rho
-        if not 0 < r.sigma_min < r.sigma_max:
-            raise ValueError(f"rho: need 0 < sigma_min < sigma_max, got {r.sigma_min}, {r.sigma_max}")
         return RhoModule(np.linspace(float(r.sigma_min), float(r.sigma_max), int(r.points)))
-    _check(cfg)
     t0 = time.perf_counter()
     dtype = resolve_dtype(cfg.dtype)
     kind, K = cfg.model.name, int(cfg.model.K)
