@@ -23,10 +23,10 @@ demo: $(STAMP)
 	$(PY) -m curvlab.demo --out demo_out
 
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" -n auto --dist loadfile
 
 test-all: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadfile
 
 bench: $(STAMP)
 	for f in bench/*.py; do $(PY) $$f || exit 1; done

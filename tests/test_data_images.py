@@ -1,5 +1,7 @@
+import logging
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -15,6 +17,20 @@ def test_offline_mnist_subset_is_normalized_and_seeded(tmp_path):
     assert torch.equal(a.x, b.x) and torch.equal(a.indices, b.indices)
     assert not torch.equal(a.indices, c.indices)
     assert len(a.labels.unique()) >= 8  # the subset is random, not the label-sorted head of the file
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_a_corrupt_offline_cache_is_named_and_rebuilt(damage, tmp_path, caplog):
+    want = load_images("mnist_offline", 64, seed=3, root=str(tmp_path))
+    cache = tmp_path / "mnist_offline_5k.npz"
+    blob = cache.read_bytes()
+    cache.write_bytes(blob[: len(blob) // 2] if damage == "truncate" else b"not a zip file at all" * 100)
+    with caplog.at_level(logging.WARNING):
+        got = load_images("mnist_offline", 64, seed=3, root=str(tmp_path))
+    assert f"rebuilding {cache}" in caplog.text
+    assert torch.equal(got.x, want.x) and torch.equal(got.indices, want.indices)
+    with np.load(cache) as f:  # the cache is whole again
+        assert f["x"].shape == (5000, 784)
 
 
 def test_target_encodings():

@@ -15,15 +15,14 @@ from curvlab.store import load_runs, write_summary
 
 
 def _write_run(d: Path, cfg: dict, rows: list[dict], summary: dict) -> None:
-    (d / ".hydra").mkdir(parents=True)
-    OmegaConf.save(OmegaConf.create(cfg), d / ".hydra" / "config.yaml")
+    d.mkdir(parents=True)
     keys = sorted({k for r in rows for k in r})
     with open(d / "metrics.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=keys)
         w.writeheader()
         for r in rows:
             w.writerow(r)
-    write_summary(d, summary)
+    write_summary(d, summary, cfg)
 
 
 def _cfg(width, depth=3, sigma1=1.0, seed=0, dup=0.0, noise=0.0):

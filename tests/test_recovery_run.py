@@ -47,8 +47,6 @@ def test_fig2_run_and_figure(tmp_path):
     summary = run(cfg, tmp_path / "rho")
     assert summary["status"] == "completed" and len(summary["rho_fcn"]) == 6
     assert all(c > f > 0 for f, c in zip(summary["rho_fcn"], summary["rho_cnn"]))  # rho_CNN > rho_FCN
-    (tmp_path / "rho" / ".hydra").mkdir(parents=True, exist_ok=True)
-    (tmp_path / "rho" / ".hydra" / "config.yaml").write_text("task: recovery\n")
     from curvlab.figures import draw
 
     paths = draw("fig2", tmp_path, tmp_path / "figs")

@@ -76,6 +76,7 @@ def _common(cfg: DictConfig) -> None:
     if cfg.threads is not None:
         _int(cfg, "threads")
     _int(cfg, "optimizer.max_steps")
+    _number(cfg, "logger.wandb.init_timeout", 0.0, strict=True)
 
 
 def _rsc(cfg: DictConfig) -> None:

@@ -9,7 +9,8 @@
 * :func:`lsc`         lambda_min of the empirical Hessian (at W*, min over the ball, at W_hat) and the
                       fitted GD contraction factor vs n (``lsc_vs_n``)
 
-Every point is one run (one (d, n) grid point) and reads its summary only. The x-axis is
+Every point is one run (one (d, n) grid point) and reads its summary only; a grid point whose every
+trial diverged (status ``diverged``) is marked at the top edge of Fig. 3 and 4, not plotted. The x-axis is
 n / (d log^2 d) (Theorem 1's sample complexity); ``CURVLAB_RECOVERY_XAXIS=n`` plots raw n instead.
 """
 
@@ -23,7 +24,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from curvlab.figures import save
+from curvlab.figures import DIVERGED_STYLE, save
 from curvlab.store import Run
 
 OK = ("completed", "converged")
@@ -69,6 +70,15 @@ def _curves(ax, runs: list[Run], key: str, marker: str = "o", err_key: str | Non
             ax.plot(x, y, marker=marker, label=label_fmt.format(d=d))
 
 
+def _mark_diverged(ax, runs: list[Run], kind: str) -> None:
+    """Mark the grid points of ``kind`` whose every trial diverged at their x, on the top edge of the
+    axes (their error or success rate measures nothing)."""
+    bad = [r for r in runs if r.config.get("task") == "recovery" and r.status == "diverged" and r.summary.get("kind") == kind]
+    if bad:
+        ax.plot([_x(r) for r in bad], [1.0] * len(bad), transform=ax.get_xaxis_transform(), clip_on=False,
+                **DIVERGED_STYLE)
+
+
 def _k_of(runs: list[Run]) -> str:
     ks = sorted({int(r.summary["K"]) for r in runs})
     return ", ".join(str(k) for k in ks)
@@ -97,6 +107,7 @@ def _success(runs: list[Run], kind: str, name: str, title: str, out_dir: Path) -
     thr = rs[0].summary.get("threshold")
     fig, ax = plt.subplots(figsize=(6, 4.2))
     _curves(ax, rs, "success_rate")
+    _mark_diverged(ax, runs, kind)
     ax.set(xlabel=_xlabel(), ylabel="success rate", ylim=(-0.03, 1.03),
            title=f"{title}: {kind.upper()}, K = {_k_of(rs)}, SD$_n \\leq$ {thr:g}")
     ax.grid(alpha=0.3)
@@ -108,6 +119,7 @@ def _error(runs: list[Run], kind: str, name: str, title: str, out_dir: Path) -> 
     rs = _recovery_runs(runs, kind, "error_mean")
     fig, ax = plt.subplots(figsize=(6, 4.2))
     _curves(ax, rs, "error_mean", err_key="error_std")
+    _mark_diverged(ax, runs, kind)
     ax.set_yscale("log")
     ax.set_xscale("log")
     ax.set(xlabel=_xlabel(), ylabel=r"$\sum_\ell \|\hat W^{(\ell)} - W^*\|_F^2 / (L \|W^*\|_F^2)$",

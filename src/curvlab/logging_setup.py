@@ -1,11 +1,14 @@
 """Loggers of a run: Lightning's CSVLogger into the run folder (always) and W&B (optional).
 
 W&B is offline by default on machines without credentials (``logger.wandb.mode: auto``), online
-once the user has logged in; ``WANDB_MODE`` in the environment always wins.
+once the user has logged in; ``WANDB_MODE`` in the environment always wins. An online run starts
+before training and waits at most ``logger.wandb.init_timeout`` seconds for the server; without an
+answer (a cluster node without internet) it falls back to an offline run, with one warning.
 """
 
 from __future__ import annotations
 
+import logging
 import netrc
 import os
 import sys
@@ -13,7 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.loggers import CSVLogger, Logger
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
+
+from curvlab.store import resolved_config
+
+log = logging.getLogger(__name__)
 
 
 def wandb_mode(requested: str) -> str:
@@ -41,27 +48,41 @@ def run_tags(cfg: DictConfig) -> list[str]:
     return tags + list(cfg.logger.wandb.tags or [])
 
 
+def _wandb_logger(cfg: DictConfig, run_dir: Path, mode: str) -> Logger:
+    """A W&B logger whose run has started: online within ``init_timeout`` seconds, else offline."""
+    import wandb
+    from lightning.pytorch.loggers import WandbLogger
+
+    wb = cfg.logger.wandb
+    kwargs: dict[str, Any] = dict(
+        project=wb.project,
+        entity=wb.entity,
+        group=wb.group or cfg.get("experiment_name") or cfg.task,
+        job_type=cfg.task,
+        tags=run_tags(cfg),
+        save_dir=str(run_dir),
+        config=resolved_config(cfg),
+        reinit="finish_previous",
+        settings=wandb.Settings(init_timeout=float(wb.init_timeout)),
+    )
+    logger = WandbLogger(mode=mode, **kwargs)
+    try:
+        logger.experiment  # start the run now: a failure surfaces before training, not at the first log
+    except wandb.errors.CommError as err:
+        if mode != "online":
+            raise
+        log.warning("W&B did not answer within %gs (%s); logging offline instead: sync later with "
+                    "`wandb sync %s/wandb/offline-run-*`", wb.init_timeout, str(err).splitlines()[0], run_dir)
+        logger = WandbLogger(mode="offline", **kwargs)
+        logger.experiment
+    return logger
+
+
 def make_loggers(cfg: DictConfig, run_dir: Path) -> list[Logger]:
     loggers: list[Logger] = [CSVLogger(save_dir=str(run_dir), name="", version="")]
-    wb = cfg.logger.wandb
-    mode = wandb_mode(wb.mode)
-    if wb.enabled and mode != "disabled":
-        from lightning.pytorch.loggers import WandbLogger
-
-        config: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
-        loggers.append(
-            WandbLogger(
-                project=wb.project,
-                entity=wb.entity,
-                group=wb.group or cfg.get("experiment_name") or cfg.task,
-                job_type=cfg.task,
-                tags=run_tags(cfg),
-                save_dir=str(run_dir),
-                mode=mode,
-                config=config,
-                reinit="finish_previous",
-            )
-        )
+    mode = wandb_mode(cfg.logger.wandb.mode)
+    if cfg.logger.wandb.enabled and mode != "disabled":
+        loggers.append(_wandb_logger(cfg, run_dir, mode))
     return loggers
 
 

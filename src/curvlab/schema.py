@@ -64,6 +64,7 @@ class WandbConfig:
     mode: str = "auto"
     group: Optional[str] = None
     tags: list[str] = field(default_factory=list)
+    init_timeout: float = 30.0
 
 
 @dataclass

