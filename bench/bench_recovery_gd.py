@@ -1,4 +1,4 @@
-"""Batched recovery GD vs a straightforward per-trial autograd loop (issue 3, item 8).
+"""Batched recovery GD vs a straightforward per-trial autograd loop.
 
 Work: FCN, d = 25, K = 3, n = 2000, float64, 1000 trials = 50 training sets x 20 local inits, a fixed
 number of GD steps (no early stop: tol = 0).

@@ -1,4 +1,4 @@
-"""The RSC measurements follow their inputs' device (issue 5's GPU path, checked without a GPU).
+"""The RSC measurements follow their inputs' device (the GPU path, checked without a GPU).
 
 Every tensor a function creates must live on the device of the model and data it is given. On
 the ``meta`` device (shapes only) a tensor created with the default device lands on the CPU, and

@@ -17,7 +17,7 @@ SMALL: dict[str, list[str]] = {
     "fig1_mnist": TINY_RSC + ["data.root={vision}", "data.download=false"],
     "fig1_fashion_mnist": TINY_RSC + ["data.root={vision}", "data.download=false"],
     "fig1_cifar10": TINY_RSC + ["data.root={vision}", "data.download=false"],
-    # recovery (issue 3)
+    # recovery
     "fig2_rho": ["rho.points=4"],
     "fig3a_fcn_success": TINY_RECOVERY + ["data.d=6"],
     "fig3b_fcn_error": TINY_RECOVERY + ["data.d=6"],
@@ -25,7 +25,7 @@ SMALL: dict[str, list[str]] = {
     "fig4b_cnn_error": TINY_RECOVERY + ["data.d=6"],
     "tensor_init_error": TINY_RECOVERY + ["data.d=6", "data.n=3000"],
     "lsc_vs_n": TINY_RECOVERY + ["data.d=6", "model.geometry.ball_points=3"],
-    # RSC geometry checks (issue 4)
+    # RSC geometry checks
     "hessian_vs_width": TINY_RSC,
     "geometry_vs_width": TINY_RSC,
     "rsc_vs_ntk": TINY_RSC + ["data.duplicates=0.25", "data.duplicate_noise=0.01"],

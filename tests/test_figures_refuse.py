@@ -1,10 +1,11 @@
-"""Figures refuse empty input with one line instead of drawing blank axes, and mark diverged
-recovery grid points instead of plotting their meaningless errors."""
+"""Figures refuse a sweep with nothing to show with one line and no PNG, and mark diverged recovery
+grid points instead of plotting their meaningless errors and rates."""
 
 import csv
 import math
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pytest
 from conftest import run_cli
 
@@ -14,72 +15,118 @@ from curvlab.store import write_summary
 
 RSC_CFG = {"task": "rsc", "seed": 0, "model": {"width": 8, "depth": 3}, "init": {"sigma1": 1.0},
            "data": {"name": "mnist_offline", "n": 64, "duplicates": 0.0, "duplicate_noise": 0.0}, "checks": {}}
+GEOMETRY = [name for name, fig in FIGURES.items() if fig.checks]
+RECOVERY_CURVES = [name for name, fig in FIGURES.items() if fig.task == "recovery" and name != "fig2"]
 
 
-def _recovery(kind: str, d: int, n: int) -> tuple[dict, dict]:
+def _recovery(name: str, d: int, n: int) -> tuple[dict, dict]:
+    """Config and summary of a recovery grid point of the kind and init that figure ``name`` plots."""
+    kind, init = FIGURES[name].kind or "fcn", FIGURES[name].init or "local"
     cfg = {"task": "recovery", "seed": 0, "model": {"name": kind, "K": 3}, "data": {"d": d, "n": n}}
-    summary = {"kind": kind, "d": d, "K": 3, "n": n, "sets": 4, "init": "local", "threshold": 1e-4,
+    summary = {"kind": kind, "d": d, "K": 3, "n": n, "sets": 4, "init": init, "threshold": 1e-4,
                "success_rate": 1.0, "error_mean": 1e-3 / n, "error_std": 0.0, "error_median": 1e-3 / n,
                "init_error_mean": 0.1, "init_error_median": 0.1, "lambda_min_truth": 0.1, "contraction_median": 0.5,
                "rho_fcn": [0.1, 0.2], "rho_cnn": [0.2, 0.3], "sigma": [0.5, 1.0]}
     return cfg, summary
 
 
-def _write(d: Path, cfg: dict, summary: dict, rows: list[dict] | None = None) -> None:
+def _run(name: str, d: int = 8, n: int = 400) -> tuple[dict, dict]:
+    """Config and summary of a run that figure ``name`` would plot, but for its status."""
+    return _recovery(name, d, n) if FIGURES[name].task == "recovery" else (RSC_CFG, {})
+
+
+def _write(d: Path, cfg: dict, summary: dict) -> None:
+    """A run folder: a three-step history without any check columns, and its summary."""
     d.mkdir(parents=True)
-    rows = rows or [{"step": t, "loss": 1.0 / (t + 1), "gbar_norm": 0.5} for t in range(3)]
+    rows = [{"step": t, "loss": 1.0 / (t + 1), "gbar_norm": 0.5} for t in range(3)]
     with open(d / "metrics.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=sorted({k for r in rows for k in r}))
+        w = csv.DictWriter(fh, fieldnames=sorted(rows[0]))
         w.writeheader()
         w.writerows(rows)
     write_summary(d, {"steps": len(rows), "min_gbar_norm": 0.5, "final_checks": {}, **summary}, cfg)
 
 
-@pytest.mark.parametrize("name", sorted(FIGURES))
-def test_a_figure_with_no_finished_run_exits_naming_what_it_found(name, tmp_path):
-    for i, status in enumerate(("failed", "stopped", "stopped")):
-        cfg, summary = _recovery("fcn", 8, 400) if FIGURES[name].task == "recovery" else (RSC_CFG, {})
-        _write(tmp_path / str(i), cfg, {**summary, "status": status})
+def _refusal(name: str, sweep: Path) -> str:
     with pytest.raises(SystemExit) as info:
-        draw(name, tmp_path, tmp_path / "figs")
+        draw(name, sweep, sweep / "figs")
+    assert not (sweep / "figs").exists()  # no PNG, not even the folder
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(f"{name}: ")
+    return message
+
+
+@pytest.mark.parametrize("name", sorted(FIGURES))
+def test_a_sweep_without_a_completed_run_is_refused_naming_what_it_found(name, tmp_path):
+    for i, status in enumerate(("failed", "stopped", "stopped")):
+        cfg, summary = _run(name)
+        _write(tmp_path / str(i), cfg, {**summary, "status": status})
     task = FIGURES[name].task
-    assert str(info.value) == f"{name}: no finished {task} run in {tmp_path} (its {task} runs: 1 failed, 2 stopped)"
-    assert not (tmp_path / "figs").exists()
+    assert _refusal(name, tmp_path).endswith(f" in {tmp_path} (found: 1 failed {task}, 2 stopped {task})")
 
 
-@pytest.mark.parametrize("name", [n for n, f in FIGURES.items() if f.checks])
-def test_a_geometry_figure_without_its_check_says_how_to_switch_it_on(name, tmp_path):
+def test_an_empty_sweep_folder_is_refused(tmp_path):
+    assert _refusal("fig1", tmp_path) == (f"fig1: no completed, converged or diverged rsc run in {tmp_path} "
+                                          "(found: no runs)")
+
+
+def test_a_recovery_figure_names_the_model_and_the_metric_it_needs(tmp_path):
+    cfg, summary = _recovery("fig3a", 8, 400)  # FCN runs
+    _write(tmp_path / "0", cfg, {**summary, "status": "completed"})
+    assert _refusal("fig4b", tmp_path) == (f"fig4b: no completed or converged CNN recovery run recording error_mean "
+                                           f"in {tmp_path} (found: 1 completed recovery)")
+
+
+def test_diverged_runs_alone_still_draw_fig1_but_no_recovery_curve(tmp_path):
+    _write(tmp_path / "rsc", RSC_CFG, {"status": "diverged"})
+    cfg, summary = _recovery("fig3b", 8, 400)
+    _write(tmp_path / "rec", cfg, {**summary, "status": "diverged"})
+    (png,) = draw("fig1", tmp_path, tmp_path / "figs")
+    assert png.exists()
+    assert _refusal("fig3b", tmp_path / "rec").endswith("(found: 1 diverged recovery)")
+
+
+@pytest.mark.parametrize("name", GEOMETRY)
+def test_a_geometry_figure_whose_runs_skipped_its_check_says_how_to_switch_it_on(name, tmp_path):
     _write(tmp_path / "0", RSC_CFG, {"status": "completed"})
-    with pytest.raises(SystemExit, match=rf"{name}: no rsc run in .* ran the '{FIGURES[name].checks[0]}' check it "
-                                         r"plots; run the sweep with checks=default"):
-        draw(name, tmp_path, tmp_path / "figs")
-    assert not (tmp_path / "figs").exists()
+    (check,) = FIGURES[name].checks
+    assert _refusal(name, tmp_path) == (f"{name}: its runs in {tmp_path} (1 completed rsc) did not run the "
+                                        f"'{check}' check it plots; run the sweep with checks=default "
+                                        f"(or add checks.{check})")
 
 
-def test_the_command_line_refuses_with_one_line_and_no_png(tmp_path):
+def test_the_command_line_refuses_with_one_line_exit_1_and_no_png(tmp_path):
     _write(tmp_path / "0", RSC_CFG, {"status": "completed"})
     proc = run_cli("curvlab.figures", "rsc_vs_ntk", str(tmp_path), "--out", str(tmp_path / "figs"))
-    assert proc.returncode == 1
+    assert proc.returncode == 1 and proc.stdout == ""
     assert proc.stderr.strip().splitlines() == [
-        f"rsc_vs_ntk: no rsc run in {tmp_path} ran the 'ntk' check it plots; run the sweep with checks=default "
-        "(or add checks.ntk)"]
+        f"rsc_vs_ntk: its runs in {tmp_path} (1 completed rsc) did not run the 'ntk' check it plots; "
+        "run the sweep with checks=default (or add checks.ntk)"]
     assert not (tmp_path / "figs").exists()
 
 
-@pytest.mark.parametrize("name,key", [("fig3b", "error_mean"), ("fig3a", "success_rate")])
-def test_diverged_recovery_points_are_marked_not_plotted(name, key, tmp_path, monkeypatch):
+def test_a_missing_sweep_folder_is_one_line(tmp_path):
+    proc = run_cli("curvlab.figures", "fig1", str(tmp_path / "nowhere"))
+    assert proc.returncode == 1 and proc.stderr.strip() == f"sweep folder {tmp_path / 'nowhere'} does not exist"
+
+
+@pytest.mark.parametrize("name", RECOVERY_CURVES)
+def test_diverged_recovery_points_are_marked_on_the_top_edge_not_plotted(name, tmp_path, monkeypatch):
     for n in (400, 800):
-        cfg, summary = _recovery("fcn", 8, n)
+        cfg, summary = _recovery(name, 8, n)
         _write(tmp_path / f"ok{n}", cfg, {**summary, "status": "completed"})
-    cfg, summary = _recovery("fcn", 8, 1600)
-    _write(tmp_path / "blown", cfg, {**summary, "status": "diverged", key: 5e7})
+    cfg, summary = _recovery(name, 8, 1600)
+    blown = {k: 5e7 for k in ("success_rate", "error_mean", "error_median", "contraction_median")}
+    _write(tmp_path / "blown", cfg, {**summary, **blown, "status": "diverged"})
     drawn = []
     monkeypatch.setattr(figures_recovery, "save", lambda fig, path: drawn.append(fig) or path)
     draw(name, tmp_path, tmp_path / "figs")
-    (ax,) = drawn[0].axes
-    marks = [ln for ln in ax.get_lines() if ln.get_label() == "diverged"]
-    scaled = 1600 / (8 * math.log(8) ** 2)
-    assert len(marks) == 1 and list(marks[0].get_xdata()) == [pytest.approx(scaled)]
-    plotted = [x for ln in ax.get_lines() if ln.get_label() != "diverged" for x in ln.get_xdata()]
-    assert pytest.approx(scaled) not in plotted and len(plotted) >= 2
-    assert "diverged" in [t.get_text() for t in ax.get_legend().get_texts()]
+    x = 1600 if name == "tensor_init" else 1600 / (8 * math.log(8) ** 2)
+    for ax in drawn[0].axes:
+        (mark,) = [ln for ln in ax.get_lines() if ln.get_label() == "diverged"]
+        assert list(mark.get_xdata()) == [pytest.approx(x)] and list(mark.get_ydata()) == [1.0]
+        assert mark.get_transform() == ax.get_xaxis_transform()  # y in axes units: the top edge
+        plotted = [v for ln in ax.get_lines() if ln is not mark for v in ln.get_xdata()]
+        assert len(plotted) >= 2 and pytest.approx(x) not in plotted
+        assert ax.get_ylim()[1] < 1e3  # the diverged values do not stretch the axis
+        assert "diverged" in [t.get_text() for t in ax.get_legend().get_texts()]
+    plt.close(drawn[0])

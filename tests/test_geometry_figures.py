@@ -8,7 +8,6 @@ import math
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
 
 from curvlab.figures import FIGURES, draw
 from curvlab.store import load_runs, write_summary

@@ -5,7 +5,9 @@ from pathlib import Path
 import pytest
 import sweeps
 import yaml
-from conftest import ROOT, compose_cfg
+from conftest import CONF, ROOT
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from wandb.sdk.launch.sweeps.utils import create_sweep_command, create_sweep_command_args
 
 SWEEP_FILES = sorted((ROOT / "sweeps").glob("*.yaml"))
@@ -29,21 +31,28 @@ def test_sweep_file(path: Path):
     for spec in cfg["parameters"].values():
         expected *= len(spec["values"])
     assert len(grid) == expected
-    for params in grid:  # every command the agent would run
-        args = create_sweep_command_args({"args": {k: {"value": v} for k, v in params.items()}})
-        command = create_sweep_command(cfg["command"])
-        expanded = []
-        for token in command:
-            if token == "${args_no_hyphens}":
-                expanded += args["args_no_hyphens"]
-            elif token not in ("${env}", "${interpreter}"):
-                expanded.append(token)
-        assert expanded[:2] == ["-m", "curvlab.train"]
-        overrides = expanded[2:]
-        assert not any(o.startswith("+") for o in overrides)
-        cfg_run = compose_cfg(overrides)  # raises on unknown keys or groups
-        for key, value in params.items():
-            assert cfg_run[key.split(".")[0]][key.split(".")[1]] == value if "." in key else cfg_run[key] == value
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):  # once for the whole grid
+        for params in grid:  # every command the agent would run
+            _check_command(cfg, params)
+
+
+def _check_command(cfg: dict, params: dict) -> None:
+    """The agent's command for one grid point composes, and sets each swept key to its value."""
+    args = create_sweep_command_args({"args": {k: {"value": v} for k, v in params.items()}})
+    command = create_sweep_command(cfg["command"])
+    expanded = []
+    for token in command:
+        if token == "${args_no_hyphens}":
+            expanded += args["args_no_hyphens"]
+        elif token not in ("${env}", "${interpreter}"):
+            expanded.append(token)
+    assert expanded[:2] == ["-m", "curvlab.train"]
+    overrides = expanded[2:]
+    assert not any(o.startswith("+") for o in overrides)
+    cfg_run = compose(config_name="config", overrides=overrides)  # raises on unknown keys or groups
+    for key, value in params.items():
+        assert cfg_run[key.split(".")[0]][key.split(".")[1]] == value if "." in key else cfg_run[key] == value
 
 
 EXPERIMENTS = sorted((ROOT / "conf" / "experiment").glob("*.yaml"))

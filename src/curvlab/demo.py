@@ -41,7 +41,7 @@ STAGES: list[Stage] = [
         ["data=mnist_offline", "model.width=64,128,256,512", "seed=0,1,2", "optimizer.max_steps=1000"],
         ["fig1"],
     ),
-    # RSC geometry claims (issue 4), reduced: widths <= 512, one seed, short GD runs
+    # RSC geometry claims, reduced: widths <= 512, one seed, short GD runs
     Stage(
         "geometry_hessian",
         "hessian_vs_width",
@@ -63,7 +63,7 @@ STAGES: list[Stage] = [
          "optimizer.max_steps=300", "threads=1"],
         ["rsc_vs_ntk"],
     ),
-    # recovery paper (issue 3), reduced: smaller d, fewer sets / inits / iterations than the paper
+    # recovery paper, reduced: smaller d, fewer sets / inits / iterations than the paper
     Stage("recovery_fig2", "fig2_rho", ["rho.points=120"], ["fig2"]),
     Stage(
         "recovery_fig3a",

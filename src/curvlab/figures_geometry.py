@@ -25,10 +25,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from curvlab.figures import save
+from curvlab.figures import OK, save, selected
 from curvlab.store import Run
-
-OK = ("completed", "converged")
 
 
 def check_series(run: Run, name: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
@@ -74,13 +72,6 @@ def loglog_slope(m: np.ndarray, v: np.ndarray) -> float:
     return float(np.polyfit(np.log(m[ok]), np.log(v[ok]), 1)[0])
 
 
-def _rsc_runs(runs: list[Run]) -> list[Run]:
-    out = [r for r in runs if r.config.get("task") == "rsc"]
-    if not out:
-        raise SystemExit("no RSC runs in this sweep")
-    return out
-
-
 def _by(runs: list[Run], key) -> dict:
     groups: dict = defaultdict(list)
     for r in runs:
@@ -101,7 +92,7 @@ def hessian_width(runs: list[Run], out_dir: Path) -> list[Path]:
     """(a) ||grad^2 f(theta_0; x)||_2 vs m, (b) the same at theta_T, per (L, sigma_1), with fitted
     log-log slopes; (c) ||grad_x f|| and ||grad_theta f|| at theta_0 vs m (Lemma 4.1). Writes the
     slopes to ``hessian_width_slopes.json`` next to the figure."""
-    groups = _by(_rsc_runs(runs), lambda r: (int(r.config.model.depth), float(r.config.init.sigma1)))
+    groups = _by(selected("hessian_width", runs), lambda r: (int(r.config.model.depth), float(r.config.init.sigma1)))
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
     cmap = plt.get_cmap("tab10")
     slopes: dict[str, dict[str, float]] = {}
@@ -163,9 +154,7 @@ def ball_distances(runs: list[Run], out_dir: Path) -> list[Path]:
     """(a) max_l ||W_t^(l) - W_0^(l)||_2 vs t per width (mean over seeds) with ||v_t - v_0|| dashed;
     (b) at the end, each layer's spectral distance, ||v_T - v_0|| and ||theta_T - theta_0|| vs m,
     next to sqrt(m) — Theorem 4.1 needs rho < sqrt(m)."""
-    runs = [r for r in _rsc_runs(runs) if r.status in OK]
-    if not runs:
-        raise SystemExit("no finished RSC runs with distances")
+    runs = selected("ball_distances", runs)
     groups = _by(runs, _width)
     fig, (ax_a, ax_b) = plt.subplots(1, 2, figsize=(12, 4.6))
     cmap = plt.get_cmap("viridis", max(len(groups), 2))
@@ -221,8 +210,7 @@ def rsc_vs_ntk(runs: list[Run], out_dir: Path) -> list[Path]:
     n ||g_bar_t||^2 (solid), along GD, per setting (first seed); (b) the loss on a log scale
     (a straight line = geometric convergence); (c) min_t lambda_min and min_t n||g_bar_t||^2 per
     setting over seeds. Values of lambda_min at or below 1e-12 lambda_max are drawn at that floor."""
-    runs = [r for r in _rsc_runs(runs) if r.status in OK + ("diverged",)]
-    groups = _by(runs, _setting)
+    groups = _by(selected("rsc_vs_ntk", runs), _setting)
     fig, (ax_a, ax_b, ax_c) = plt.subplots(1, 3, figsize=(17, 4.8))
     cmap = plt.get_cmap("tab10")
     labels, mins_l, mins_q = [], [], []
@@ -272,10 +260,7 @@ def restricted_curvature(runs: list[Run], out_dir: Path) -> list[Path]:
     Lemma 5.2's factor 1 - alpha omega (2 - omega) / beta with alpha the cone estimate (filled
     squares) and the GD-step curvature (hollow). Only the triangles are bounded by Lemma 5.2; the
     gap to a global L_min also carries Theorem 5.3's (1 - gamma_t)."""
-    runs = [r for r in _rsc_runs(runs) if r.status in OK]
-    groups = _by(runs, _width)
-    if not groups:
-        raise SystemExit("no finished RSC runs with restricted curvature")
+    groups = _by(selected("restricted_curvature", runs), _width)
     fig, (ax_a, ax_b) = plt.subplots(1, 2, figsize=(13, 4.8))
     cmap = plt.get_cmap("viridis", max(len(groups), 2))
     marked: list[np.ndarray] = []

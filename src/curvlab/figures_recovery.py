@@ -10,8 +10,9 @@
                       fitted GD contraction factor vs n (``lsc_vs_n``)
 
 Every point is one run (one (d, n) grid point) and reads its summary only; a grid point whose every
-trial diverged (status ``diverged``) is marked at the top edge of Fig. 3 and 4, not plotted. The x-axis is
-n / (d log^2 d) (Theorem 1's sample complexity); ``CURVLAB_RECOVERY_XAXIS=n`` plots raw n instead.
+trial diverged (status ``diverged``; its GD results measure nothing) is marked at its x on the top
+edge of the axes instead. The x-axis is n / (d log^2 d) (Theorem 1's sample complexity);
+``CURVLAB_RECOVERY_XAXIS=n`` plots raw n instead.
 """
 
 from __future__ import annotations
@@ -19,24 +20,19 @@ from __future__ import annotations
 import math
 import os
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 
-from curvlab.figures import DIVERGED_STYLE, save
+from curvlab.figures import DIVERGED_STYLE, save, selected
 from curvlab.store import Run
 
-OK = ("completed", "converged")
 
-
-def _recovery_runs(runs: list[Run], kind: str | None, key: str) -> list[Run]:
-    out = [r for r in runs if r.config.get("task") == "recovery" and r.status in OK and key in r.summary
-           and (kind is None or r.summary.get("kind") == kind)]
-    if not out:
-        raise SystemExit(f"no finished recovery runs with {key!r}" + (f" for {kind.upper()}" if kind else "")
-                         + " in this sweep")
-    return out
+def _selected(name: str, runs: list[Run]) -> tuple[list[Run], list[Run]]:
+    """The grid points figure ``name`` plots, and those of its grid points whose every trial diverged."""
+    return selected(name, runs), selected(name, runs, ("diverged",))
 
 
 def _xaxis() -> str:
@@ -70,12 +66,10 @@ def _curves(ax, runs: list[Run], key: str, marker: str = "o", err_key: str | Non
             ax.plot(x, y, marker=marker, label=label_fmt.format(d=d))
 
 
-def _mark_diverged(ax, runs: list[Run], kind: str) -> None:
-    """Mark the grid points of ``kind`` whose every trial diverged at their x, on the top edge of the
-    axes (their error or success rate measures nothing)."""
-    bad = [r for r in runs if r.config.get("task") == "recovery" and r.status == "diverged" and r.summary.get("kind") == kind]
-    if bad:
-        ax.plot([_x(r) for r in bad], [1.0] * len(bad), transform=ax.get_xaxis_transform(), clip_on=False,
+def _mark_diverged(ax, runs: list[Run], x: Callable[[Run], float] = _x) -> None:
+    """Mark diverged grid points at their x on the top edge of ``ax``, off its (log) y scale."""
+    if runs:
+        ax.plot([x(r) for r in runs], [1.0] * len(runs), transform=ax.get_xaxis_transform(), clip_on=False,
                 **DIVERGED_STYLE)
 
 
@@ -86,7 +80,7 @@ def _k_of(runs: list[Run]) -> str:
 
 def fig2(runs: list[Run], out_dir: Path) -> list[Path]:
     """Fig. 2: rho(sigma) for FCN and CNN with the sigmoid."""
-    rs = _recovery_runs(runs, None, "rho_fcn")
+    rs, _ = _selected("fig2", runs)
     s = rs[-1].summary
     sig, f, c = np.asarray(s["sigma"]), np.asarray(s["rho_fcn"]), np.asarray(s["rho_cnn"])
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
@@ -102,54 +96,54 @@ def fig2(runs: list[Run], out_dir: Path) -> list[Path]:
     return [save(fig, out_dir / "fig2_rho.png")]
 
 
-def _success(runs: list[Run], kind: str, name: str, title: str, out_dir: Path) -> list[Path]:
-    rs = _recovery_runs(runs, kind, "success_rate")
+def _success(runs: list[Run], name: str, png: str, title: str, out_dir: Path) -> list[Path]:
+    rs, bad = _selected(name, runs)
+    kind = rs[0].summary["kind"]
     thr = rs[0].summary.get("threshold")
     fig, ax = plt.subplots(figsize=(6, 4.2))
     _curves(ax, rs, "success_rate")
-    _mark_diverged(ax, runs, kind)
+    _mark_diverged(ax, bad)
     ax.set(xlabel=_xlabel(), ylabel="success rate", ylim=(-0.03, 1.03),
            title=f"{title}: {kind.upper()}, K = {_k_of(rs)}, SD$_n \\leq$ {thr:g}")
     ax.grid(alpha=0.3)
     ax.legend()
-    return [save(fig, out_dir / f"{name}.png")]
+    return [save(fig, out_dir / f"{png}.png")]
 
 
-def _error(runs: list[Run], kind: str, name: str, title: str, out_dir: Path) -> list[Path]:
-    rs = _recovery_runs(runs, kind, "error_mean")
+def _error(runs: list[Run], name: str, png: str, title: str, out_dir: Path) -> list[Path]:
+    rs, bad = _selected(name, runs)
+    kind = rs[0].summary["kind"]
     fig, ax = plt.subplots(figsize=(6, 4.2))
     _curves(ax, rs, "error_mean", err_key="error_std")
-    _mark_diverged(ax, runs, kind)
+    _mark_diverged(ax, bad)
     ax.set_yscale("log")
     ax.set_xscale("log")
     ax.set(xlabel=_xlabel(), ylabel=r"$\sum_\ell \|\hat W^{(\ell)} - W^*\|_F^2 / (L \|W^*\|_F^2)$",
            title=f"{title}: {kind.upper()}, K = {_k_of(rs)}, average estimation error")
     ax.grid(alpha=0.3, which="both")
     ax.legend()
-    return [save(fig, out_dir / f"{name}.png")]
+    return [save(fig, out_dir / f"{png}.png")]
 
 
 def fig3a(runs: list[Run], out_dir: Path) -> list[Path]:
-    return _success(runs, "fcn", "fig3a_fcn_success", "Fig. 3(a)", out_dir)
+    return _success(runs, "fig3a", "fig3a_fcn_success", "Fig. 3(a)", out_dir)
 
 
 def fig3b(runs: list[Run], out_dir: Path) -> list[Path]:
-    return _error(runs, "fcn", "fig3b_fcn_error", "Fig. 3(b)", out_dir)
+    return _error(runs, "fig3b", "fig3b_fcn_error", "Fig. 3(b)", out_dir)
 
 
 def fig4a(runs: list[Run], out_dir: Path) -> list[Path]:
-    return _success(runs, "cnn", "fig4a_cnn_success", "Fig. 4(a)", out_dir)
+    return _success(runs, "fig4a", "fig4a_cnn_success", "Fig. 4(a)", out_dir)
 
 
 def fig4b(runs: list[Run], out_dir: Path) -> list[Path]:
-    return _error(runs, "cnn", "fig4b_cnn_error", "Fig. 4(b)", out_dir)
+    return _error(runs, "fig4b", "fig4b_cnn_error", "Fig. 4(b)", out_dir)
 
 
 def tensor_init(runs: list[Run], out_dir: Path) -> list[Path]:
     """Init error of the tensor method, and the error after GD from it, vs n (log-log)."""
-    rs = [r for r in _recovery_runs(runs, None, "init_error_mean") if r.summary.get("init") == "tensor"]
-    if not rs:
-        raise SystemExit("no tensor-init recovery runs in this sweep")
+    rs, bad = _selected("tensor_init", runs)
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for kind in ("fcn", "cnn"):
         sub = [r for r in rs if r.summary["kind"] == kind]
@@ -160,6 +154,7 @@ def tensor_init(runs: list[Run], out_dir: Path) -> list[Path]:
                     label=f"{kind.upper()} d = {d}: tensor init")
             ax.plot(n, [r.summary["error_median" if med else "error_mean"] for r in group], "s--",
                     label=f"{kind.upper()} d = {d}: after GD")
+    _mark_diverged(ax, bad, lambda r: float(r.summary["n"]))
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set(xlabel="n", ylabel=r"$\|W - W^*\|_F^2 / \|W^*\|_F^2$ (median over sets)",
@@ -171,7 +166,7 @@ def tensor_init(runs: list[Run], out_dir: Path) -> list[Path]:
 
 def lsc(runs: list[Run], out_dir: Path) -> list[Path]:
     """Local strong convexity vs n: lambda_min at W*, min over the ball, at W_hat; GD contraction."""
-    rs = _recovery_runs(runs, None, "lambda_min_truth")
+    rs, bad = _selected("lsc", runs)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
     styles = (("lambda_min_truth", "o-", r"at $W^*$"), ("lambda_min_ball", "v--", r"min over $B(W^*, r)$"),
               ("lambda_min_hat", "s:", r"at $\hat W$"))
@@ -183,6 +178,8 @@ def lsc(runs: list[Run], out_dir: Path) -> list[Path]:
                 if any(key in r.summary for r in group):
                     ax1.plot(x, [r.summary.get(key, np.nan) for r in group], st, label=f"{kind.upper()} d={d} {lab}")
             ax2.plot(x, [r.summary.get("contraction_median", np.nan) for r in group], "o-", label=f"{kind.upper()} d={d}")
+    for ax in (ax1, ax2):
+        _mark_diverged(ax, bad)
     ax1.axhline(0.0, color="k", lw=0.8)
     ax1.set_yscale("symlog", linthresh=1e-5)
     ax1.set(xlabel=_xlabel(), ylabel=r"$\lambda_{\min}(\nabla^2 f_n)$", title="Local strong convexity vs n (Theorem 1)")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import matplotlib.pyplot as plt
 
-from curvlab.figures import DIVERGED_STYLE, save
+from curvlab.figures import DIVERGED_STYLE, OK, save, selected
 from curvlab.store import Run
 
 
@@ -24,9 +24,8 @@ def fig1(runs: list[Run], out_dir: Path) -> list[Path]:
     """Fig. 1(a)/(b) per dataset: (a) ||g_bar_t|| vs t, one curve per width (mean over seeds);
     (b) min_t ||g_bar_t|| vs m, mean +- std over seeds, diverged runs marked."""
     by_data: dict[str, list[Run]] = defaultdict(list)
-    for r in runs:
-        if r.config.task == "rsc":
-            by_data[r.config.data.name].append(r)
+    for r in selected("fig1", runs):
+        by_data[r.config.data.name].append(r)
     paths = []
     for dataset, group in sorted(by_data.items()):
         by_width: dict[int, list[Run]] = defaultdict(list)
@@ -37,8 +36,8 @@ def fig1(runs: list[Run], out_dir: Path) -> list[Path]:
         cmap = plt.get_cmap("viridis", max(len(widths), 2))
         means, stds, ok_widths, bad = [], [], [], []
         for j, m in enumerate(widths):
-            ok = [r for r in by_width[m] if r.status in ("completed", "converged")]
-            bad += [(m, r.summary.get("min_gbar_norm", np.nan)) for r in by_width[m] if r not in ok]
+            ok = [r for r in by_width[m] if r.status in OK]
+            bad += [(m, r.summary.get("min_gbar_norm", np.nan)) for r in by_width[m] if r.status == "diverged"]
             if not ok:
                 continue
             curves = [np.asarray(r.history()["gbar_norm"]) for r in ok]
@@ -50,8 +49,8 @@ def fig1(runs: list[Run], out_dir: Path) -> list[Path]:
             stds.append(mins.std())
             ax_b.plot([m] * len(mins), mins, ".", color="gray", alpha=0.6)
         ax_a.set(xlabel="iteration t", ylabel=r"$\|\bar g_t\|_2$", title=f"(a) {dataset}: $\\|\\bar g_t\\|_2$ along GD")
-        ax_a.legend(fontsize=8)
         if ok_widths:
+            ax_a.legend(fontsize=8)
             ax_b.errorbar(ok_widths, means, yerr=stds, marker="o", capsize=3, label="mean ± std over seeds")
         if bad:
             ax_b.plot([b[0] for b in bad], [b[1] for b in bad], **DIVERGED_STYLE)
@@ -59,6 +58,4 @@ def fig1(runs: list[Run], out_dir: Path) -> list[Path]:
         ax_b.set(xlabel="width m", ylabel=r"$\min_t \|\bar g_t\|_2$", title=f"(b) {dataset}: min over iterations vs width")
         ax_b.legend(fontsize=8)
         paths.append(save(fig, out_dir / f"fig1_{dataset}.png"))
-    if not paths:
-        raise SystemExit("no RSC runs in this sweep")
     return paths

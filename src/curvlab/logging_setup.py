@@ -51,7 +51,6 @@ def run_tags(cfg: DictConfig) -> list[str]:
 def _wandb_logger(cfg: DictConfig, run_dir: Path, mode: str) -> Logger:
     """A W&B logger whose run has started: online within ``init_timeout`` seconds, else offline."""
     import wandb
-    from lightning.pytorch.loggers import WandbLogger
 
     wb = cfg.logger.wandb
     kwargs: dict[str, Any] = dict(
@@ -65,16 +64,24 @@ def _wandb_logger(cfg: DictConfig, run_dir: Path, mode: str) -> Logger:
         reinit="finish_previous",
         settings=wandb.Settings(init_timeout=float(wb.init_timeout)),
     )
-    logger = WandbLogger(mode=mode, **kwargs)
     try:
-        logger.experiment  # start the run now: a failure surfaces before training, not at the first log
+        return _started(mode, kwargs)
     except wandb.errors.CommError as err:
         if mode != "online":
             raise
-        log.warning("W&B did not answer within %gs (%s); logging offline instead: sync later with "
-                    "`wandb sync %s/wandb/offline-run-*`", wb.init_timeout, str(err).splitlines()[0], run_dir)
-        logger = WandbLogger(mode="offline", **kwargs)
-        logger.experiment
+        logger = _started("offline", kwargs)
+        sync_dir = logger.experiment.settings.sync_dir
+        log.warning("W&B did not start the online run within %gs (%s); logging offline to %s instead: sync it "
+                    "later with `wandb sync %s`", wb.init_timeout, str(err).partition("\n")[0], sync_dir, sync_dir)
+        return logger
+
+
+def _started(mode: str, kwargs: dict[str, Any]) -> Logger:
+    """A WandbLogger whose run is started now, so a failure surfaces before training, not at its first log."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    logger = WandbLogger(mode=mode, **kwargs)
+    _ = logger.experiment
     return logger
 
 

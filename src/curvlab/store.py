@@ -44,6 +44,15 @@ NON_RESULT_KEYS = (
 )
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # os.umask can only be read by setting it: done once, at import
+    os.umask(mask)
+    return mask
+
+
+UMASK = _umask()
+
+
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write JSON to ``path`` through a temp file in the same folder and an atomic rename."""
     path = Path(path)
@@ -54,7 +63,7 @@ def write_json_atomic(path: Path, obj: Any) -> None:
             json.dump(obj, fh, indent=1, default=_jsonable)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; results are for the group to read
+        os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp creates 0600; results are for the group to read
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -65,12 +74,6 @@ def _jsonable(v: Any) -> Any:
     if hasattr(v, "tolist"):
         return v.tolist()
     raise TypeError(f"cannot serialise {type(v).__name__}")
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def write_summary(run_dir: Path, summary: dict[str, Any], config: dict[str, Any]) -> None:

@@ -6,8 +6,8 @@
   lambda_max is the smoothness estimate beta of Theorem 5.2 (eq. 11) used in Lemma 5.2.
 
 HVPs are reverse-over-reverse: ``torch.func.vjp(torch.func.grad(fun), theta)`` records the
-gradient's graph once and each product is one backward pass through it (the design brief measured
-reverse-over-reverse faster than forward-over-reverse on the CPU target).
+gradient's graph once and each product is one backward pass through it (reverse-over-reverse ran faster than
+forward-over-reverse on a CPU).
 
 Eigen-solver choice: scipy's ``eigsh`` (ARPACK's implicitly restarted Lanczos) on a
 ``LinearOperator`` wrapping those HVPs, in float64 (the HVP itself runs in the model's dtype).

@@ -5,7 +5,7 @@ Moments (Definition 3), with He_j the Hermite tensors and x ~ N(0, I):
     M_j = E[y He_j(x)] = (1/K) sum_i m_j(||w_i*||) wbar_i^{(x) j},     m_j(sigma) = E[phi(sigma z) He_j(z)].
 
 For the sigmoid m_2 = m_4 = 0 (phi - 1/2 is odd), so M_2 = M_4 = 0 and j2 = j3 = 3: both P_2 and P_3 come
-from M_3 (DESIGN note). What is implemented, per training set, batched over sets:
+from M_3. What is implemented, per training set, batched over sets:
 
 1. Subspace. P_2 = M_3(I, I, alpha) = (1/K) sum_i m_3(sigma_i) (alpha^T wbar_i) wbar_i wbar_i^T for a random
    unit alpha, estimated from data as (1/n) sum y [(alpha^T x) x x^T - (alpha^T x) I - x alpha^T - alpha x^T].

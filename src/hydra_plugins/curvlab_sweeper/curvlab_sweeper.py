@@ -45,8 +45,8 @@ def job_problem(cfg: DictConfig) -> Optional[str]:
     another config), or None."""
     try:
         validate(cfg)
-        if cfg.resume:
-            reusable(job_folder(cfg), resolved_config(cfg), cfg.rerun_changed)
+        if cfg.resume and not cfg.rerun_changed:  # with rerun_changed, such a job re-runs
+            reusable(job_folder(cfg), resolved_config(cfg), rerun_changed=False)
     except ConfigError as err:
         return str(err)
     return None
