@@ -14,7 +14,8 @@ import yaml
 from conftest import CONF
 from fake_device import fake_device
 
-from curvlab.checks import CheckContext, build_checks
+from curvlab.checks import build_checks
+from curvlab.geometry_checks import CheckContext
 from curvlab.init import rsc_init
 
 from curvlab.geometry.flat import FlatMLP, flat_params

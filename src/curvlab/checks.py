@@ -1,8 +1,9 @@
 """Geometry checks that any RSC run can switch on (``checks/`` config group).
 
-A check is a pure measurement function registered under a name; the :class:`CheckRunner` decides
-when it is due (every k steps, at init, at the end), times it, prefixes its outputs with the check
-name, and isolates failures: a check that raises is logged as failed and training goes on.
+A check is a pure measurement function listed by name in :data:`curvlab.geometry_checks.CHECKS`;
+the :class:`CheckRunner` decides when it is due (every k steps, at init, at the end), times it,
+prefixes its outputs with the check name, and isolates failures: a check that raises is logged as
+failed and training goes on.
 """
 
 from __future__ import annotations
@@ -10,45 +11,14 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from torch import Tensor
-
 from curvlab.errors import ConfigError
-from curvlab.mlp_grads import FusedGrads
-from curvlab.models import DeepMLP
+from curvlab.geometry_checks import CHECKS, CheckContext, CheckFn
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class CheckContext:
-    """Everything a check may look at, at iterate theta_t (before the GD update of step t)."""
-
-    model: DeepMLP
-    x: Tensor
-    y: Tensor
-    step: int
-    fused: FusedGrads  # loss, gradient and g_bar at theta_t
-    theta0: list[Tensor]  # a copy of the initial parameters, model.params() order
-    lr: float
-    final: bool = False
-
-
-CheckFn = Callable[..., Mapping[str, float]]
-REGISTRY: dict[str, CheckFn] = {}
-
-
-def register(name: str) -> Callable[[CheckFn], CheckFn]:
-    """Decorator: make ``fn(ctx, **options) -> {metric: value}`` available as check ``name``."""
-
-    def deco(fn: CheckFn) -> CheckFn:
-        REGISTRY[name] = fn
-        return fn
-
-    return deco
 
 
 @dataclass
@@ -80,7 +50,7 @@ class CheckRunner:
                 continue
             t0 = time.perf_counter()
             try:
-                values = REGISTRY[spec.name](ctx, **spec.options)
+                values = CHECKS[spec.name](ctx, **spec.options)
                 out.update({f"check/{spec.name}/{k}": float(v) for k, v in values.items()})
                 out[f"check/{spec.name}/failed"] = 0.0
             except Exception as err:  # a failing check must not kill the run
@@ -102,12 +72,13 @@ def _options(fn: CheckFn) -> tuple[str, ...]:
 
 
 def _spec(name: str, opts: Mapping[str, Any]) -> CheckSpec:
-    if name not in REGISTRY:
-        raise ConfigError(f"checks.{name}: unknown check; known checks: {', '.join(sorted(REGISTRY))}")
-    allowed = TIMING + _options(REGISTRY[name])
+    if name not in CHECKS:
+        raise ConfigError(f"checks.{name}: unknown check; known checks: {', '.join(sorted(CHECKS))}")
+    allowed = TIMING + _options(CHECKS[name])
     for key in opts:
         if key not in allowed:
-            raise ConfigError(f"checks.{name}.{key}: check {name!r} has no option {key!r}; it takes {', '.join(allowed)}")
+            raise ConfigError(f"checks.{name}.{key}: check {name!r} has no option {key!r}; "
+                              f"it takes {', '.join(allowed)}")
     every = opts.get("every", 0)
     if not isinstance(every, int) or isinstance(every, bool) or every < 0:
         raise ConfigError(f"checks.{name}.every must be a non-negative integer, got {every!r}")
@@ -121,8 +92,6 @@ def _spec(name: str, opts: Mapping[str, Any]) -> CheckSpec:
 def check_specs(cfg: Mapping[str, Any] | None) -> list[CheckSpec]:
     """The checks of a ``checks`` config ({name: {every, at_init, at_end, **options}}), each option
     checked against the check's parameters: a misspelt one fails here, before training."""
-    import curvlab.geometry_checks  # noqa: F401  (registers the checks)
-
     return [_spec(str(name), dict(opts or {})) for name, opts in (cfg or {}).items()]
 
 

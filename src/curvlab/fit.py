@@ -38,8 +38,7 @@ TASKS = {
     "recovery": "curvlab.lit.recovery",
 }
 
-
-EXIT_SIGTERM = 128 + signal.SIGTERM
+EXIT_SIGTERM = 128 + signal.SIGTERM  # the shell's code for a process ended by SIGTERM
 
 
 def build_module(cfg: DictConfig) -> L.LightningModule:

@@ -1,6 +1,6 @@
-"""The RSC paper's geometry measurements (:mod:`curvlab.geometry`) registered as checks.
+"""The RSC paper's geometry measurements (:mod:`curvlab.geometry`) as checks, listed in :data:`CHECKS`.
 
-Each check is ``fn(ctx, **options) -> {metric: float}``; the runner (:mod:`curvlab.checks`) logs
+Each check is ``fn(ctx: CheckContext, **options) -> {metric: float}``; the runner (:mod:`curvlab.checks`) logs
 them as ``check/<name>/<metric>`` with their wall time and isolates failures. Options come from the
 ``checks/`` config group (``conf/checks/default.yaml`` sets and explains every option):
 
@@ -20,12 +20,13 @@ its cone search) instead of running Lanczos again when both are due at the same 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import Tensor
 
-from curvlab.checks import CheckContext, register
 from curvlab.geometry.curvature import (
     cone_line_search,
     cone_minimum,
@@ -38,6 +39,25 @@ from curvlab.geometry.flat import FlatMLP, flat, flat_params
 from curvlab.geometry.lipschitz import predictor_gradient_norms
 from curvlab.geometry.ntk import empirical_ntk, ntk_stats
 from curvlab.geometry.spectral import EigResult, loss_hessian_extremes, predictor_hessian_norm
+from curvlab.mlp_grads import FusedGrads
+from curvlab.models import DeepMLP
+
+
+@dataclass
+class CheckContext:
+    """Everything a check may look at, at iterate theta_t (before the GD update of step t)."""
+
+    model: DeepMLP
+    x: Tensor
+    y: Tensor
+    step: int
+    fused: FusedGrads  # loss, gradient and g_bar at theta_t
+    theta0: list[Tensor]  # a copy of the initial parameters, model.params() order
+    lr: float
+    final: bool = False
+
+
+CheckFn = Callable[..., Mapping[str, float]]
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, None: None}
 _memo: dict[tuple, dict[str, Any]] = {}
@@ -69,7 +89,6 @@ def _loss_hessian(ctx: CheckContext, with_min: bool, eig: dict[str, Any]) -> tup
     return top, low
 
 
-@register("hessian")
 def hessian_check(
     ctx: CheckContext,
     *,
@@ -118,7 +137,6 @@ def hessian_check(
     return out
 
 
-@register("ntk")
 def ntk_check(ctx: CheckContext, *, kind: str = "mean", dtype: str = "float64") -> dict[str, float]:
     """lambda_min(K_ntk) vs ||g_bar||^2; ``identity_rel_err`` compares 1^T K 1 / N^2 with the
     g_bar of the fused gradient pass (two independent computations of the same number)."""
@@ -130,7 +148,6 @@ def ntk_check(ctx: CheckContext, *, kind: str = "mean", dtype: str = "float64") 
     return stats
 
 
-@register("restricted_curvature")
 def restricted_curvature_check(
     ctx: CheckContext,
     *,
@@ -188,13 +205,11 @@ def restricted_curvature_check(
     return out
 
 
-@register("distance")
 def distance_check(ctx: CheckContext) -> dict[str, float]:
     """Layerwise spectral / Frobenius distances to theta_0 and the last layer's (eq. 3, eq. 43)."""
     return ball_distances([p.detach() for p in ctx.model.params()], ctx.theta0)
 
 
-@register("lipschitz")
 def lipschitz_check(ctx: CheckContext) -> dict[str, float]:
     """max/mean over training inputs (and outputs) of ||grad_theta f|| and ||grad_x f|| (eq. 9)."""
     gt, gx = predictor_gradient_norms(ctx.model, ctx.x)
@@ -206,3 +221,13 @@ def lipschitz_check(ctx: CheckContext) -> dict[str, float]:
         "grad_x_mean": float(gx.mean()),
         "grad_x_sqrt_m": float(gx.max()) * sqm,
     }
+
+
+# check name (a key of the ``checks`` config group) -> its function
+CHECKS: dict[str, CheckFn] = {
+    "hessian": hessian_check,
+    "ntk": ntk_check,
+    "restricted_curvature": restricted_curvature_check,
+    "distance": distance_check,
+    "lipschitz": lipschitz_check,
+}

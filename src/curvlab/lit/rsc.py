@@ -16,8 +16,9 @@ import lightning as L
 import torch
 from omegaconf import DictConfig
 
-from curvlab.checks import CheckContext, CheckRunner, build_checks
+from curvlab.checks import CheckRunner, build_checks
 from curvlab.data.images import load_images
+from curvlab.geometry_checks import CheckContext
 from curvlab.init import gaussian_init, rsc_init
 from curvlab.lit.common import is_diverged, log_row, resolve_dtype
 from curvlab.mlp_grads import FusedGrads, loss_grad_and_gbar
