@@ -4,7 +4,7 @@ Times, on the RSC Figure 1 workload (3-layer tanh MLP, d = 784, n = 512, fp32, k
   grad only   - loss gradient alone (our closed-form backprop, one cotangent)
   autograd    - loss gradient by loss.backward()
   two-pass    - autograd loss gradient + a second backward for g_bar (what a naive run does)
-  fused       - loss gradient and g_bar from one fused backward (curvlab.mlp_grads)
+  fused       - loss gradient and g_bar from one fused backward (curvlab.rsc.gbar)
 and prints the ratios measured in this run. Usage: python bench/bench_gbar.py [--widths ...] [--threads 1]
 """
 
@@ -16,9 +16,9 @@ import time
 
 import torch
 
-from curvlab.init import rsc_init
-from curvlab.mlp_grads import backprop, forward_cache, loss_grad_and_gbar, square_loss
-from curvlab.models import DeepMLP
+from curvlab.rsc.gbar import backprop, forward_cache, loss_grad_and_gbar
+from curvlab.rsc.init import rsc_init
+from curvlab.rsc.model import DeepMLP, square_loss
 
 
 def median_seconds(fns: dict, repeats: int) -> dict[str, float]:

@@ -24,7 +24,7 @@ import time
 
 import torch
 
-from curvlab.data.teacher import sample_teacher
+from curvlab.recovery.teacher import sample_teacher
 from curvlab.recovery import gd, losses
 from curvlab.recovery.init import local_init
 

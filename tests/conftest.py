@@ -19,7 +19,7 @@ from hydra.core.global_hydra import GlobalHydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from curvlab.schema import register_schemas  # noqa: E402
+from curvlab.tasks import register_schemas  # noqa: E402
 
 register_schemas()
 

@@ -6,8 +6,8 @@ import math
 
 import torch
 
-from curvlab.init import rsc_init
-from curvlab.models import DeepMLP
+from curvlab.rsc.init import rsc_init
+from curvlab.rsc.model import DeepMLP
 
 
 def tiny(d: int = 5, m: int = 6, depth: int = 2, k: int = 1, n: int = 7, seed: int = 0, act: str = "tanh",

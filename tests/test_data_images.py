@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from curvlab.data.images import encode_targets, load_images
+from curvlab.rsc.data import encode_targets, load_images
 
 
 def test_offline_mnist_subset_is_normalized_and_seeded(tmp_path):

@@ -14,16 +14,17 @@ import yaml
 from conftest import CONF
 from fake_device import fake_device
 
-from curvlab.checks import build_checks
-from curvlab.geometry_checks import CheckContext
-from curvlab.init import rsc_init
+from curvlab.rsc.callback import GeometryCallback
+from curvlab.rsc.checks import CheckContext
+from curvlab.rsc.init import rsc_init
 
-from curvlab.geometry.flat import FlatMLP, flat_params
-from curvlab.geometry.lipschitz import predictor_gradient_norms
-from curvlab.geometry.ntk import empirical_ntk
+from curvlab.rsc.model import FlatMLP
+from curvlab.geometry.flat import flatten
+from curvlab.rsc.lipschitz import predictor_gradient_norms
+from curvlab.rsc.ntk import empirical_ntk
 from curvlab.geometry.spectral import hvp_operator
-from curvlab.mlp_grads import loss_grad_and_gbar
-from curvlab.models import DeepMLP
+from curvlab.rsc.gbar import loss_grad_and_gbar
+from curvlab.rsc.model import DeepMLP
 
 META = torch.device("meta")
 
@@ -55,7 +56,7 @@ def test_fused_gradients_and_ntk_stay_on_the_input_device(k):
 
 def test_hessian_vector_products_stay_on_the_input_device():
     model, x, y = _meta_setup(1)
-    flat, theta = FlatMLP.of(model), flat_params(model)
+    flat, theta = FlatMLP.of(model), flatten(model.params())
     for fun in (flat.loss_fn(x, y), lambda th: flat.predict_one(th, x[0])):
         assert hvp_operator(fun, theta)(torch.empty_like(theta)).device == META
 
@@ -76,8 +77,8 @@ def _all_checks_once(device: torch.device | None) -> tuple[dict[str, float], dic
     for opts in cfg.values():
         opts["every"] = 1
     cfg["hessian"]["inputs"] = 2
-    runner = build_checks(cfg)
-    out = runner.run(CheckContext(model, x, y, 1, loss_grad_and_gbar(model, x, y), theta0, 0.5, final=True))
+    runner = GeometryCallback(cfg)
+    out = runner.measure(CheckContext(model, x, y, 1, loss_grad_and_gbar(model, x, y), theta0, 0.5, final=True))
     return {k: v for k, v in out.items() if not k.endswith("/seconds")}, runner.failures
 
 

@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 from conftest import CONF, compose_cfg
 
-from curvlab.store import FINISHED
-from curvlab.fit import run
+from curvlab.run.store import FINISHED
+from curvlab.run.fit import run
 
-TINY_RSC = ["model.width=8", "data.n=32", "optimizer.max_steps=2"]
-TINY_RECOVERY = ["data.n=200", "data.sets=2", "init.inits=2", "optimizer.max_steps=3"]
+TINY_RSC = ["model.width=8", "data.n=32", "trainer.max_steps=2"]
+TINY_RECOVERY = ["data.n=200", "data.sets=2", "init.inits=2", "trainer.max_steps=3"]
 
 # experiment -> overrides that make one run of it tiny ("{vision}" is the fake torchvision root)
 SMALL: dict[str, list[str]] = {
@@ -24,7 +24,7 @@ SMALL: dict[str, list[str]] = {
     "fig4a_cnn_success": TINY_RECOVERY + ["data.d=6"],
     "fig4b_cnn_error": TINY_RECOVERY + ["data.d=6"],
     "tensor_init_error": TINY_RECOVERY + ["data.d=6", "data.n=3000"],
-    "lsc_vs_n": TINY_RECOVERY + ["data.d=6", "model.geometry.ball_points=3"],
+    "lsc_vs_n": TINY_RECOVERY + ["data.d=6", "measures.in_ball.points=3"],
     # RSC geometry checks
     "hessian_vs_width": TINY_RSC,
     "geometry_vs_width": TINY_RSC,

@@ -9,20 +9,20 @@ import matplotlib.pyplot as plt
 import pytest
 from conftest import run_cli
 
-import curvlab.figures_recovery as figures_recovery
+import curvlab.recovery.figures as figures_recovery
 from curvlab.figures import FIGURES, draw
-from curvlab.store import write_summary
+from curvlab.run.store import write_summary
 
 RSC_CFG = {"task": "rsc", "seed": 0, "model": {"width": 8, "depth": 3}, "init": {"sigma1": 1.0},
            "data": {"name": "mnist_offline", "n": 64, "duplicates": 0.0, "duplicate_noise": 0.0}, "checks": {}}
 GEOMETRY = [name for name, fig in FIGURES.items() if fig.checks]
-RECOVERY_CURVES = [name for name, fig in FIGURES.items() if fig.task == "recovery" and name != "fig2"]
+RECOVERY_CURVES = [name for name, fig in FIGURES.items() if fig.task == "recovery"]
 
 
 def _recovery(name: str, d: int, n: int) -> tuple[dict, dict]:
     """Config and summary of a recovery grid point of the kind and init that figure ``name`` plots."""
     kind, init = FIGURES[name].kind or "fcn", FIGURES[name].init or "local"
-    cfg = {"task": "recovery", "seed": 0, "model": {"name": kind, "K": 3}, "data": {"d": d, "n": n}}
+    cfg = {"task": FIGURES[name].task, "seed": 0, "model": {"name": kind, "K": 3}, "data": {"d": d, "n": n}}
     summary = {"kind": kind, "d": d, "K": 3, "n": n, "sets": 4, "init": init, "threshold": 1e-4,
                "success_rate": 1.0, "error_mean": 1e-3 / n, "error_std": 0.0, "error_median": 1e-3 / n,
                "init_error_mean": 0.1, "init_error_median": 0.1, "lambda_min_truth": 0.1, "contraction_median": 0.5,
@@ -32,7 +32,7 @@ def _recovery(name: str, d: int, n: int) -> tuple[dict, dict]:
 
 def _run(name: str, d: int = 8, n: int = 400) -> tuple[dict, dict]:
     """Config and summary of a run that figure ``name`` would plot, but for its status."""
-    return _recovery(name, d, n) if FIGURES[name].task == "recovery" else (RSC_CFG, {})
+    return _recovery(name, d, n) if FIGURES[name].task in ("recovery", "rho") else (RSC_CFG, {})
 
 
 def _write(d: Path, cfg: dict, summary: dict) -> None:

@@ -8,6 +8,7 @@ import math
 import os
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -16,10 +17,10 @@ from omegaconf import OmegaConf
 
 os.environ["WANDB_MODE"] = "disabled"
 
-from curvlab.checks import build_checks  # noqa: E402
-from curvlab.geometry_checks import CHECKS, CheckContext  # noqa: E402
-from curvlab.mlp_grads import loss_grad_and_gbar  # noqa: E402
-from curvlab.store import read_history  # noqa: E402
+from curvlab.rsc.callback import GeometryCallback  # noqa: E402
+from curvlab.rsc.checks import CHECKS, CheckContext  # noqa: E402
+from curvlab.rsc.gbar import loss_grad_and_gbar  # noqa: E402
+from curvlab.run.store import read_history  # noqa: E402
 from geometry_helpers import tiny  # noqa: E402
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -54,9 +55,9 @@ def test_checks_config_files_name_registered_checks_with_known_options(group):
 def test_all_geometry_checks_run_and_agree(k):
     cfg = OmegaConf.to_container(OmegaConf.load(CONF / "checks" / "full.yaml"))
     cfg["hessian"].update(inputs=2)
-    runner = build_checks(cfg)
+    runner = GeometryCallback(cfg)
     ctx = _ctx(k)
-    out = runner.run(ctx)
+    out = runner.measure(ctx)
     for name in GEOMETRY:
         assert out[f"check/{name}/failed"] == 0.0, runner.failures
         assert out[f"check/{name}/seconds"] >= 0.0
@@ -74,20 +75,21 @@ def test_all_geometry_checks_run_and_agree(k):
 
 
 def test_restricted_curvature_without_hessian_computes_its_own_beta():
-    from curvlab.geometry.flat import FlatMLP, flat_params
+    from curvlab.rsc.model import FlatMLP
+    from curvlab.geometry.flat import flatten
     from curvlab.geometry.spectral import loss_hessian_extremes
 
     ctx = _ctx(step=7)
-    out = build_checks({"restricted_curvature": {"every": 1, "dtype": "float64", "tol": 1e-10}}).run(ctx)
-    top, _ = loss_hessian_extremes(FlatMLP.of(ctx.model), flat_params(ctx.model), ctx.x, ctx.y, with_min=False,
+    out = GeometryCallback({"restricted_curvature": {"every": 1, "dtype": "float64", "tol": 1e-10}}).measure(ctx)
+    top, _ = loss_hessian_extremes(FlatMLP.of(ctx.model).loss_fn(ctx.x, ctx.y), flatten(ctx.model.params()), with_min=False,
                                    tol=1e-10)
     assert out["check/restricted_curvature/beta"] == pytest.approx(top.value, rel=1e-8)
     assert math.isnan(out["check/restricted_curvature/alpha_hard"])  # no eigenvector at this step
 
 
 def test_bad_option_is_a_failed_check_not_a_crash():
-    runner = build_checks({"ntk": {"every": 1, "kind": "nonsense"}, "distance": {"every": 1}})
-    out = runner.run(_ctx())
+    runner = GeometryCallback({"ntk": {"every": 1, "kind": "nonsense"}, "distance": {"every": 1}})
+    out = runner.measure(_ctx())
     assert out["check/ntk/failed"] == 1.0 and "ntk" in runner.failures
     assert out["check/distance/failed"] == 0.0
 
@@ -100,12 +102,12 @@ def _compose(overrides: list[str]):
 
 
 def test_failing_check_is_logged_and_training_goes_on(tmp_path, monkeypatch):
-    from curvlab.fit import run
+    from curvlab.run.fit import run
 
     monkeypatch.setitem(CHECKS, "test_boom", _boom)
     cfg = _compose([
-        "logger=csv", "model.width=8", "model.depth=2", "data.n=16", "optimizer.max_steps=6",
-        "optimizer.lr=1.0", "optimizer.loss_tol=0", "progress_bar=false", "threads=1",
+        "logger=csv", "model.width=8", "model.depth=2", "data.n=16", "trainer.max_steps=6",
+        "optimizer.lr=1.0", "trainer.loss_tol=0", "progress_bar=false", "threads=1",
         "+checks.test_boom.every=1", "+checks.ntk.every=2", "+checks.distance.every=3",
     ])
     summary = run(cfg, tmp_path)
@@ -121,3 +123,45 @@ def test_failing_check_is_logged_and_training_goes_on(tmp_path, monkeypatch):
     losses = [v for v in hist["loss"] if not math.isnan(v)]
     assert len(losses) == 6 and losses[-1] < losses[0]
     assert summary["final_checks"]["check/ntk/failed"] == 0.0
+
+
+class _UserModule(L.LightningModule):
+    """A user's own LightningModule with automatic optimization: it supplies the iterate to the
+    GeometryCallback through ``check_context`` and does not collect a ``row`` of its own."""
+
+    def __init__(self):
+        super().__init__()
+        self.model, self.x, self.y = tiny(n=9, m=5)
+        self.theta0 = [p.detach().clone() for p in self.model.params()]
+        self.measured_steps: list[int] = []
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.model.parameters(), lr=0.05)
+
+    def training_step(self, batch, batch_idx):
+        return (self.model(self.x) - self.y).pow(2).sum() / len(self.x)
+
+    def check_context(self, final: bool) -> CheckContext:
+        self.measured_steps.append(self.global_step)
+        fused = loss_grad_and_gbar(self.model, self.x, self.y)
+        return CheckContext(self.model, self.x, self.y, self.global_step, fused, self.theta0, 0.05, final)
+
+
+def test_the_geometry_callback_measures_a_users_own_module(tmp_path):
+    """Attached to any LightningModule that supplies ``check_context``: the checks run at their cadence
+    and at the end; without a ``row`` to join, their values go to the module's loggers."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    from curvlab.run.fit import full_batch_loader
+
+    module = _UserModule()
+    cb = GeometryCallback({"ntk": {"every": 2}, "distance": {"every": 0, "at_init": False}})
+    trainer = L.Trainer(max_steps=5, logger=CSVLogger(tmp_path, name="", version=""), callbacks=[cb],
+                        enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False,
+                        log_every_n_steps=1)
+    trainer.fit(module, train_dataloaders=full_batch_loader())
+    assert module.measured_steps == [0, 2, 4, 5]  # ntk at 0, 2, 4; both at the end
+    hist = read_history(tmp_path / "metrics.csv")
+    assert len([v for v in hist["check/ntk/lambda_min"] if not math.isnan(v)]) == 4
+    summary = cb.summary()
+    assert summary["check_failures"] == {} and summary["final_checks"]["check/distance/spec_max"] > 0

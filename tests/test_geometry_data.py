@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from curvlab.data.images import duplicate_rows, load_images
+from curvlab.rsc.data import duplicate_rows, load_images
 
 
 def _data(n=20, d=9):

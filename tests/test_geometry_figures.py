@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from curvlab.figures import FIGURES, draw
-from curvlab.store import load_runs, write_summary
+from curvlab.run.store import load_runs, write_summary
 
 
 def _write_run(d: Path, cfg: dict, rows: list[dict], summary: dict) -> None:
@@ -56,7 +56,7 @@ def test_hessian_width_slope_is_fitted_from_init_values(tmp_path):
 
 
 def test_check_series_takes_fresh_rows_only(tmp_path):
-    from curvlab.figures_geometry import check_series
+    from curvlab.rsc.figures import check_series
 
     rows = []
     for t in range(6):

@@ -6,18 +6,20 @@ import pytest
 import torch
 from torch.func import jacrev, vmap
 
-from curvlab.data.images import duplicate_rows
-from curvlab.geometry.flat import FlatMLP, flat, flat_params
-from curvlab.geometry.lipschitz import predictor_gradient_norms
-from curvlab.geometry.ntk import empirical_ntk, ntk_stats
-from curvlab.mlp_grads import loss_grad_and_gbar
+from curvlab.rsc.data import duplicate_rows
+from curvlab.rsc.model import FlatMLP
+from curvlab.geometry.flat import flatten
+from curvlab.rsc.lipschitz import predictor_gradient_norms
+from curvlab.geometry.ntk import ntk_stats
+from curvlab.rsc.ntk import empirical_ntk
+from curvlab.rsc.gbar import loss_grad_and_gbar
 from geometry_helpers import tiny
 
 
 def per_sample_jacobian(model, x):
     """J[i, h, :] = grad_theta f_h(theta; x_i), shape (n, k, p)."""
     fl = FlatMLP.of(model)
-    theta = flat_params(model)
+    theta = flatten(model.params())
     return vmap(lambda xi: jacrev(lambda th: fl.predict(th, xi[None])[0])(theta))(x)
 
 
@@ -36,7 +38,7 @@ def test_ntk_matches_jacobian(k, depth):
 def test_gbar_identity_and_lambda_min(k):
     """||g_bar||^2 = 1^T K 1 / n^2 (Remark 5.5; Definition C.1 for k outputs) for both kernels."""
     model, x, y = tiny(k=k, n=8)
-    gbar_sq = float(flat(loss_grad_and_gbar(model, x, y).gbar).pow(2).sum())
+    gbar_sq = float(flatten(loss_grad_and_gbar(model, x, y).gbar).pow(2).sum())
     for kind in ("mean", "full"):
         K = empirical_ntk(model, x, kind)
         st = ntk_stats(K)
@@ -76,6 +78,6 @@ def test_predictor_gradient_norms_match_jacobians(k):
     J = per_sample_jacobian(model, x)  # (n, k, p)
     torch.testing.assert_close(gt, J.norm(dim=2).T)
     fl = FlatMLP.of(model)
-    theta = flat_params(model)
+    theta = flatten(model.params())
     Jx = vmap(jacrev(lambda xi: fl.predict(theta, xi[None])[0]))(x)  # (n, k, d)
     torch.testing.assert_close(gx, Jx.norm(dim=2).T)

@@ -9,15 +9,16 @@ import pytest
 import torch
 from torch.func import hessian
 
-from curvlab.geometry.flat import FlatMLP, flat_params
+from curvlab.rsc.model import FlatMLP
+from curvlab.geometry.flat import flatten
 from curvlab.geometry.spectral import (
     extreme_eigenvalues,
     hvp_operator,
     loss_hessian_extremes,
     predictor_hessian_norm,
-    spectral_norm,
+    operator_norm,
 )
-from curvlab.mlp_grads import loss_grad_and_gbar
+from curvlab.rsc.gbar import loss_grad_and_gbar
 from geometry_helpers import tiny
 
 TIGHT = dict(tol=1e-10, maxiter=2000, ncv=20)
@@ -26,7 +27,7 @@ TIGHT = dict(tol=1e-10, maxiter=2000, ncv=20)
 def test_flat_view_matches_model_and_fused_gradient():
     model, x, y = tiny(k=3)
     fl = FlatMLP.of(model)
-    theta = flat_params(model)
+    theta = flatten(model.params())
     assert theta.numel() == sum(p.numel() for p in model.params())
     torch.testing.assert_close(fl.predict(theta, x), model(x))
     fused = loss_grad_and_gbar(model, x, y)
@@ -40,7 +41,7 @@ def test_flat_view_matches_model_and_fused_gradient():
 def test_hvp_matches_dense_hessian():
     model, x, y = tiny()
     fl = FlatMLP.of(model)
-    theta = flat_params(model)
+    theta = flatten(model.params())
     H = hessian(fl.loss_fn(x, y))(theta)
     op = hvp_operator(fl.loss_fn(x, y), theta)
     for s in range(3):
@@ -52,9 +53,9 @@ def test_hvp_matches_dense_hessian():
 def test_loss_hessian_extremes_match_dense(k, depth):
     model, x, y = tiny(k=k, depth=depth)
     fl = FlatMLP.of(model)
-    theta = flat_params(model)
+    theta = flatten(model.params())
     ev = torch.linalg.eigvalsh(hessian(fl.loss_fn(x, y))(theta))
-    top, low = loss_hessian_extremes(fl, theta, x, y, **TIGHT)
+    top, low = loss_hessian_extremes(fl.loss_fn(x, y), theta, **TIGHT)
     assert top.converged and low.converged
     assert top.value == pytest.approx(float(ev[-1]), rel=1e-8)
     assert low.value == pytest.approx(float(ev[0]), rel=1e-6, abs=1e-9 * float(ev[-1]))
@@ -65,11 +66,11 @@ def test_loss_hessian_extremes_match_dense(k, depth):
 def test_predictor_hessian_norm_matches_dense(k, output):
     model, x, y = tiny(k=k)
     fl = FlatMLP.of(model)
-    theta = flat_params(model)
+    theta = flatten(model.params())
     for i in range(2):
         H = hessian(lambda th: fl.predict_one(th, x[i], output))(theta)
         ref = float(torch.linalg.matrix_norm(H, ord=2))
-        r = predictor_hessian_norm(fl, theta, x[i], output, **TIGHT)
+        r = predictor_hessian_norm(lambda th: fl.predict_one(th, x[i], output), theta, **TIGHT)
         assert abs(r.value) == pytest.approx(ref, rel=1e-8)
 
 
@@ -78,7 +79,7 @@ def test_depth1_predictor_hessian_closed_form():
     d2f/dW_j dv_j = phi'(z_j) x / sqrt(d m), d2f/dv2 = 0 (all other blocks vanish)."""
     model, x, _ = tiny(d=4, m=5, depth=1)
     fl = FlatMLP.of(model)
-    theta = flat_params(model)
+    theta = flatten(model.params())
     W, v = model.weights[0].detach(), model.head.detach()[0]
     m, d = W.shape
     xi = x[0]
@@ -93,7 +94,7 @@ def test_depth1_predictor_hessian_closed_form():
         H[blk, m * d + j] = d1[j] * xi / math.sqrt(d * m)
         H[m * d + j, blk] = d1[j] * xi / math.sqrt(d * m)
     torch.testing.assert_close(hessian(lambda th: fl.predict_one(th, xi))(theta), H)
-    r = predictor_hessian_norm(fl, theta, xi, **TIGHT)
+    r = predictor_hessian_norm(lambda th: fl.predict_one(th, xi), theta, **TIGHT)
     assert abs(r.value) == pytest.approx(float(torch.linalg.matrix_norm(H, ord=2)), rel=1e-8)
 
 
@@ -109,7 +110,7 @@ def test_linear_regression_closed_form():
     top, low = extreme_eigenvalues(op, p, w, **TIGHT)
     assert top.value == pytest.approx(ev[-1], rel=1e-9)
     assert low.value == pytest.approx(ev[0], rel=1e-7)
-    assert spectral_norm(op, p, w, **TIGHT).value == pytest.approx(ev[-1], rel=1e-9)
+    assert operator_norm(op, p, w, **TIGHT).value == pytest.approx(ev[-1], rel=1e-9)
     # the eigenvector is one: H u = lambda u
     u = top.vector
     torch.testing.assert_close(op(u), top.value * u)
@@ -136,7 +137,7 @@ def test_indefinite_operator_spectral_norm_and_tiny_dense_fallback():
     lam = torch.linspace(-1.0, 0.7, 20, dtype=torch.float64)
     A = Q @ torch.diag(lam) @ Q.T
     like = torch.zeros(20, dtype=torch.float64)
-    r = spectral_norm(lambda v: A @ v, 20, like, **TIGHT)
+    r = operator_norm(lambda v: A @ v, 20, like, **TIGHT)
     assert r.value == pytest.approx(-1.0, rel=1e-9)
     top, low = extreme_eigenvalues(lambda v: A @ v, 20, like, **TIGHT)
     assert (top.value, low.value) == (pytest.approx(0.7, rel=1e-9), pytest.approx(-1.0, rel=1e-9))
@@ -151,6 +152,6 @@ def test_loose_tolerance_reports_nonconvergence_honestly():
     Q, _ = torch.linalg.qr(torch.randn(200, 200, generator=gen, dtype=torch.float64))
     lam = torch.linspace(0.0, 1.0, 200, dtype=torch.float64) ** 0.05  # clustered top: slow
     A = Q @ torch.diag(lam) @ Q.T
-    r = spectral_norm(lambda v: A @ v, 200, torch.zeros(200, dtype=torch.float64), tol=1e-14, maxiter=2, ncv=4)
+    r = operator_norm(lambda v: A @ v, 200, torch.zeros(200, dtype=torch.float64), tol=1e-14, maxiter=2, ncv=4)
     assert not r.converged
     assert r.matvecs > 0

@@ -11,9 +11,9 @@ import torch
 from conftest import compose_cfg, run_cli
 from omegaconf import OmegaConf
 
-from curvlab.instantiate import UnsafeTargetError, check_target, safe_instantiate
-from curvlab.store import finished_summary
-from curvlab.fit import make_callbacks, run
+from curvlab.run.instantiate import UnsafeTargetError, check_target, safe_instantiate
+from curvlab.run.store import finished_summary
+from curvlab.run.fit import make_callbacks, run
 
 BASE = ["logger=csv", "data.n=32", "model.width=8", "progress_bar=false", "data.root=data_cache"]
 
@@ -24,7 +24,7 @@ def test_allowed_classes_are_built_with_nested_targets_and_kwargs():
          "_args_": [{"_target_": "torch.nn.Linear", "in_features": 3, "out_features": 2}, {"_target_": "torch.nn.Tanh"}]}
     )
     assert isinstance(net[0], torch.nn.Linear) and net[0].weight.shape == (2, 3)
-    model = safe_instantiate({"_target_": "curvlab.models.DeepMLP", "width": 4, "depth": 2}, in_dim=5, out_dim=1)
+    model = safe_instantiate({"_target_": "curvlab.rsc.model.DeepMLP", "width": 4, "depth": 2}, in_dim=5, out_dim=1)
     assert model(torch.zeros(7, 5)).shape == (7, 1)
 
 
@@ -59,7 +59,7 @@ def test_interpolated_targets_are_checked_after_resolution():
 
 
 def test_callbacks_group_adds_lightning_callbacks_to_the_trainer(tmp_path):
-    cfg = compose_cfg(BASE + ["callbacks=device_stats", "optimizer.max_steps=3"])
+    cfg = compose_cfg(BASE + ["callbacks=device_stats", "trainer.max_steps=3"])
     (cb,) = make_callbacks(cfg)
     assert type(cb).__name__ == "DeviceStatsMonitor" and isinstance(cb, L.Callback)
     summary = run(cfg, tmp_path)
@@ -70,7 +70,7 @@ def test_a_callback_that_stops_early_leaves_the_run_stopped(tmp_path):
     """A Timer that ends training before max_steps must not be mistaken for a finished run."""
     timer = "+callbacks.timer={_target_: lightning.pytorch.callbacks.Timer, duration: '00:00:00:%02d', interval: step}"
     for seconds in (0, 1):  # stopped before the first step (on_fit_start), and mid-run
-        cfg = compose_cfg(BASE + ["optimizer.max_steps=1000000", "optimizer.loss_tol=0", timer % seconds])
+        cfg = compose_cfg(BASE + ["trainer.max_steps=1000000", "trainer.loss_tol=0", timer % seconds])
         summary = run(cfg, tmp_path)
         assert summary["status"] == "stopped" and (summary["steps"] > 0) == (seconds > 0)
         assert summary["steps"] < 1000000

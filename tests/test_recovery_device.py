@@ -5,6 +5,7 @@ fake device of ``tests/fake_device.py``: results there must equal the CPU result
 underneath; the fused kernel is off): bit for bit, Hessian eigenvalues to round-off (see :func:`_close`).
 """
 
+import functools
 import math
 from typing import Any
 
@@ -15,10 +16,10 @@ from torch.utils import _pytree as pytree
 
 from fake_device import CPU, META, fake_device
 
-from curvlab.data.teacher import sample_teacher
-from curvlab.lit.common import full_batch_loader
-from curvlab.lit.recovery import RecoveryModule
-from curvlab.recovery import geometry, gd, losses, metrics
+from curvlab.recovery.teacher import sample_teacher
+from curvlab.run.fit import full_batch_loader
+from curvlab.recovery.module import RecoveryModule
+from curvlab.recovery import gd, hessian, losses, metrics
 from curvlab.recovery.init import gaussian_init, local_init
 from curvlab.recovery.tensor_init import empirical_p2, empirical_r3, subspace, tensor_init
 
@@ -82,7 +83,7 @@ def test_pure_functions_keep_meta_tensors_on_meta(kind):
         "loss": losses.loss(kind, md.X, md.y, W, md.K), "grad": losses.grad(kind, md.X, md.y, W, md.K),
         "sd": metrics.sd_n(W), "error": metrics.normalized_error(kind, W, md.W_star),
         "q": metrics.contraction_factor(torch.rand(20, 3, 2).to(META), torch.full((3, 2), 19).to(META)),
-        "truth": geometry.at_truth(md), "ball_min": geometry.ball_min(md, 0.1, 2, gen),
+        "truth": hessian.at_truth(md), "ball_min": hessian.min_eigenvalue_in_ball(md, 0.1, 2, gen),
     }
     if kind == "fcn":
         alphas = torch.randn(3, 2, 6, dtype=md.X.dtype).to(META)
@@ -144,12 +145,12 @@ def test_inits_and_metrics_on_another_device_equal_cpu(kind, K):
     W = local_init(data.W_star, 3, 0.3, torch.Generator().manual_seed(2))
     ref = (tensor_init(data, torch.Generator().manual_seed(5), num_alpha=2),
            metrics.normalized_error(kind, W, data.W_star),
-           geometry.ball_min(data, 0.1, 2, torch.Generator().manual_seed(6)))
+           hessian.min_eigenvalue_in_ball(data, 0.1, 2, torch.Generator().manual_seed(6)))
     with fake_device():
         md = data.to(META)
         out = (tensor_init(md, torch.Generator().manual_seed(5), num_alpha=2),  # numpy link inversion inside
                metrics.normalized_error(kind, W.to(META), md.W_star),  # K = 8: Hungarian (scipy)
-               geometry.ball_min(md, 0.1, 2, torch.Generator().manual_seed(6)))  # CPU generator draws
+               hessian.min_eigenvalue_in_ball(md, 0.1, 2, torch.Generator().manual_seed(6)))  # CPU generator draws
         assert all(t.device == META for t in out)
         out = _cpu(out)
     assert torch.equal(out[0], ref[0]) and torch.equal(out[1], ref[1])
@@ -175,11 +176,13 @@ def _fit(module: RecoveryModule, max_steps: int) -> dict[str, Any]:
 def _module(cls: type, kind: str) -> RecoveryModule:
     data, W0, eta = _setup(kind)
     gd_options = {"block_elements": 2000, "workers": 1}
+    stop = {"tol": 1e-9 if kind == "fcn" else 0.0}
     if kind == "cnn":  # and no history: no contraction factor
-        gd_options.update(stall_patience=20, stall_tol=1e-13, record_history=False)
-    return cls(data, W0, eta, max_steps=150, tol=1e-9 if kind == "fcn" else 0.0,
-               threshold=metrics.SUCCESS_THRESHOLD[kind], gd_options=gd_options,
-               geometry_options={"ball_points": 2, "ball_radius": 0.1}, seed=2)
+        stop.update(stall_patience=20, stall_tol=1e-13)
+        gd_options.update(record_history=False)
+    measures = {"at_truth": {}, "at_hat": {}, "in_ball": {"points": 2, "radius": 0.1}}
+    return cls(data, W0, functools.partial(gd.BatchedGD, eta=eta, **gd_options), max_steps=150,
+               threshold=metrics.SUCCESS_THRESHOLD[kind], stop=stop, measures=measures, seed=2)
 
 
 @pytest.mark.parametrize("kind", ["fcn", "cnn"])
@@ -188,7 +191,7 @@ def test_module_fitted_on_another_device_equals_cpu(kind):
     module = _module(_OnFakeDevice, kind)
     with fake_device():
         got = _fit(module, 150)
-    assert module.data.X.device == module.W0.device == module.eta.device == META
+    assert module.data.X.device == module.W0.device == module.gd.eta.device == META
     assert {k: v.device for k, v in _tensors(module.gd).items() if v.device != META} == {}
     assert got["status"] == "completed" and not math.isnan(got["lambda_min_ball"])
     assert _close(got, ref)

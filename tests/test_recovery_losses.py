@@ -8,7 +8,7 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 import pytest
 import torch
 
-from curvlab.data.teacher import sample_teacher, teacher_output
+from curvlab.recovery.teacher import sample_teacher, teacher_output
 from curvlab.recovery import losses
 
 

@@ -1,4 +1,4 @@
-"""The recovery task end to end: train entry, summary through curvlab.store, a 3-job multirun and
+"""The recovery task end to end: train entry, summary through curvlab.run.store, a 3-job multirun and
 its figures, and the module's numbers against the pure functions."""
 
 import json
@@ -8,13 +8,13 @@ import pytest
 import torch
 from conftest import compose_cfg, run_cli
 
-from curvlab.data.teacher import sample_teacher
+from curvlab.recovery.teacher import sample_teacher
 from curvlab.recovery import gd, metrics
 from curvlab.recovery.init import local_init
-from curvlab.store import load_runs
-from curvlab.fit import run
+from curvlab.run.store import load_runs
+from curvlab.run.fit import run
 
-TINY = ["data.d=6", "data.sets=3", "init.inits=3", "optimizer.max_steps=60", "progress_bar=false", "logger=csv"]
+TINY = ["data.d=6", "data.sets=3", "init.inits=3", "trainer.max_steps=60", "progress_bar=false", "logger=csv"]
 
 
 def test_multirun_then_figures(tmp_path):
@@ -55,7 +55,7 @@ def test_fig2_run_and_figure(tmp_path):
 
 def test_module_numbers_equal_the_pure_functions(tmp_path):
     over = ["experiment=fig4a_cnn_success", "data.d=9", "data.n=300", "data.sets=3", "init.inits=4",
-            "optimizer.max_steps=400", "seed=5", "logger=csv", "progress_bar=false"]
+            "trainer.max_steps=400", "seed=5", "logger=csv", "progress_bar=false"]
     summary = run(compose_cfg(over), tmp_path)
     data = sample_teacher("cnn", 3, 300, 9, 3, seed=5)
     W0 = local_init(data.W_star, 4, 0.9, torch.Generator().manual_seed(6))
@@ -80,9 +80,25 @@ def test_bad_recovery_config_fails_fast(tmp_path, override, message):
 
 
 def test_a_grid_point_whose_every_trial_diverged_is_recorded_diverged(tmp_path):
-    over = ["experiment=fig3b_fcn_error", "data.d=5", "data.n=200", "data.sets=2", "optimizer.max_steps=50",
+    over = ["experiment=fig3b_fcn_error", "data.d=5", "data.n=200", "data.sets=2", "trainer.max_steps=50",
             "logger=csv", "progress_bar=false"]
-    blown = run(compose_cfg(over + ["optimizer.lr=1e6"]), tmp_path / "blown")
+    blown = run(compose_cfg(over + ["optimizer.eta=1e6"]), tmp_path / "blown")
     assert blown["frac_diverged"] == 1.0 and blown["status"] == "diverged"
     fine = run(compose_cfg(over), tmp_path / "fine")
     assert fine["frac_diverged"] == 0.0 and fine["status"] == "completed"
+
+
+def test_fig2_is_its_own_job_without_a_model_or_training(tmp_path):
+    """experiment=fig2_rho runs task rho: the rho table of its sigma grid, no model, no Trainer steps."""
+    from curvlab.recovery.gaussian_integrals import rho_cnn, rho_fcn
+    from curvlab.run.loggers import run_tags
+
+    cfg = compose_cfg(["experiment=fig2_rho", "rho.points=5", "logger=csv"])
+    assert cfg.task == "rho" and cfg.model is None and cfg.trainer is None
+    assert run_tags(cfg) == ["task=rho", "seed=0"]
+    summary = run(cfg, tmp_path)
+    sig = [0.02 + i * (5.0 - 0.02) / 4 for i in range(5)]
+    assert summary["status"] == "completed" and summary["sigma"] == pytest.approx(sig, rel=1e-15)
+    assert summary["rho_fcn"] == pytest.approx(list(rho_fcn(summary["sigma"])), rel=1e-15)
+    assert summary["rho_cnn"] == pytest.approx(list(rho_cnn(summary["sigma"])), rel=1e-15)
+    assert not (tmp_path / "metrics.csv").exists()

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from curvlab.data.teacher import sample_teacher, teacher_output
+from curvlab.recovery.teacher import sample_teacher, teacher_output
 
 
 def test_shapes_seeding_and_kinds():

@@ -8,7 +8,7 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 import pytest
 import torch
 
-from curvlab.data.teacher import sample_teacher
+from curvlab.recovery.teacher import sample_teacher
 from curvlab.recovery import gd, tensor_init as ti
 from curvlab.recovery.init import local_init
 

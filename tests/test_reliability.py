@@ -11,9 +11,9 @@ import pytest
 import torch
 from conftest import ROOT, compose_cfg, run_cli
 
-import curvlab.lit.rsc as rsc
-from curvlab.store import load_runs
-from curvlab.fit import run
+import curvlab.rsc.module as rsc
+from curvlab.run.store import load_runs
+from curvlab.run.fit import run
 
 SWEEP = ["curvlab.train", "-m", "experiment=fig1_mnist", "data=mnist_offline", "data.n=64", "model.width=8,16",
          "seed=0,1", "optimizer.lr=2", "progress_bar=false", "logger=csv", "hydra.launcher.n_jobs=2"]
@@ -27,7 +27,7 @@ def _results(sweep):
 
 
 def test_killed_job_is_rerun_and_results_equal_uninterrupted(tmp_path):
-    steps = "optimizer.max_steps=1500"
+    steps = "trainer.max_steps=1500"
     clean = tmp_path / "clean"
     proc = run_cli(*SWEEP, steps, f"hydra.sweep.dir={clean}")
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -65,7 +65,7 @@ def test_nan_mid_run_marks_diverged_and_keeps_history(tmp_path, monkeypatch):
         return out
 
     monkeypatch.setattr(rsc, "loss_grad_and_gbar", nan_at_step_3)
-    cfg = compose_cfg(["logger=csv", "data.n=32", "model.width=8", "optimizer.max_steps=20", "progress_bar=false"])
+    cfg = compose_cfg(["logger=csv", "data.n=32", "model.width=8", "trainer.max_steps=20", "progress_bar=false"])
     summary = run(cfg, tmp_path)
     assert summary["status"] == "diverged" and summary["last_good_step"] == 2 and summary["steps"] == 3
     assert (tmp_path / "summary.json").exists()
@@ -73,7 +73,7 @@ def test_nan_mid_run_marks_diverged_and_keeps_history(tmp_path, monkeypatch):
 
 def test_submitit_local_multirun(tmp_path):
     proc = run_cli("curvlab.train", "-m", "hydra/launcher=submitit_local_run", "experiment=fig1_mnist",
-                   "data=mnist_offline", "data.n=32", "model.width=8,16,32", "seed=0", "optimizer.max_steps=3",
+                   "data=mnist_offline", "data.n=32", "model.width=8,16,32", "seed=0", "trainer.max_steps=3",
                    "progress_bar=false", "logger=csv", f"hydra.sweep.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     runs = load_runs(tmp_path)
@@ -92,7 +92,7 @@ def test_submitit_local_multirun(tmp_path):
         ("checks.ntk.every=3", "Could not override 'checks.ntk.every'"),
         ("model=mlpp", "Could not find 'model/mlpp'"),
         ("model.width=abc", "Value 'abc' of type 'str' could not be converted to Integer"),
-        ("optimizer.max_steps=1.5", "Value '1.5' of type 'float' could not be converted to Integer"),
+        ("trainer.max_steps=1.5", "Value '1.5' of type 'float' could not be converted to Integer"),
         ("data.download=maybe", "Value 'maybe' is not a valid bool"),
         ("data.n=0", "data.n must be a positive integer, got 0"),
     ],
@@ -111,12 +111,12 @@ def test_config_typos_fail_before_training(override, message, tmp_path):
         ("model:\n  widht: 64\n", "Key 'widht' not in 'MLPConfig'"),
         ("defaults:\n  - override /model: fcn\n  - override /data: teacher_fcn\ndata:\n  setz: 3\n",
          "Key 'setz' not in 'TeacherDataConfig'"),
-        ("defaults:\n  - override /optimizer: gd_trials\noptimizer:\n  max_steps: many\n",
+        ("defaults:\n  - override /trainer: gd_trials\ntrainer:\n  max_steps: many\n",
          "Value 'many' of type 'str' could not be converted to Integer"),
     ],
 )
 def test_typo_inside_an_experiment_file_fails_at_composition(tmp_path, body, message):
-    """The schemas (curvlab/schema.py) catch misspelt keys and wrong types in YAML files too."""
+    """The schemas (curvlab/run/schema.py) catch misspelt keys and wrong types in YAML files too."""
     (tmp_path / "experiment").mkdir()
     (tmp_path / "experiment" / "typo.yaml").write_text("# @package _global_\n" + body)
     with pytest.raises(Exception) as info:
@@ -129,7 +129,7 @@ def test_recovery_runs_are_bit_identical(experiment, tmp_path):
     """Same config and seed, same numbers, for the recovery setting too (the RSC setting:
     tests/test_rsc_run.py::test_seeded_runs_are_bit_identical)."""
     tiny = [f"experiment={experiment}", "logger=csv", "progress_bar=false", "data.d=6", "data.n=300",
-            "data.sets=3", "init.inits=3", "optimizer.max_steps=40"]
+            "data.sets=3", "init.inits=3", "trainer.max_steps=40"]
     timing = ("seconds", "wall")
     strip = lambda s: {k: v for k, v in s.items() if not any(t in k for t in timing)}  # noqa: E731
     a = strip(run(compose_cfg(tiny + ["seed=5"]), tmp_path / "a"))

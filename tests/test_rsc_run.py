@@ -5,8 +5,8 @@ import math
 
 from conftest import compose_cfg
 
-from curvlab.store import read_history
-from curvlab.fit import run
+from curvlab.run.store import read_history
+from curvlab.run.fit import run
 
 BASE = ["logger=csv", "data.n=64", "model.width=16", "progress_bar=false", "data.root=data_cache"]
 
@@ -18,7 +18,7 @@ def _run(tmp_path, *overrides):
 
 
 def test_max_steps_and_logged_metrics(tmp_path):
-    summary, hist = _run(tmp_path, "optimizer.max_steps=5")
+    summary, hist = _run(tmp_path, "trainer.max_steps=5")
     assert summary["status"] == "completed" and summary["steps"] == 5
     assert hist["step"] == [0, 1, 2, 3, 4]
     for key in ("loss", "grad_norm", "gbar_norm", "cos_neg_grad_gbar"):
@@ -29,20 +29,20 @@ def test_max_steps_and_logged_metrics(tmp_path):
 
 def test_stop_rule_converged(tmp_path):
     # a tolerance above the initial loss stops at step 0, before any update
-    summary, hist = _run(tmp_path, "optimizer.loss_tol=100.0", "optimizer.max_steps=50")
+    summary, hist = _run(tmp_path, "trainer.loss_tol=100.0", "trainer.max_steps=50")
     assert summary["status"] == "converged" and summary["steps"] == 0 and len(hist["loss"]) == 1
 
 
 def test_seeded_runs_are_bit_identical(tmp_path):
-    s1, h1 = _run(tmp_path / "a", "optimizer.max_steps=4", "seed=3")
-    s2, h2 = _run(tmp_path / "b", "optimizer.max_steps=4", "seed=3")
-    s3, h3 = _run(tmp_path / "c", "optimizer.max_steps=4", "seed=4")
+    s1, h1 = _run(tmp_path / "a", "trainer.max_steps=4", "seed=3")
+    s2, h2 = _run(tmp_path / "b", "trainer.max_steps=4", "seed=3")
+    s3, h3 = _run(tmp_path / "c", "trainer.max_steps=4", "seed=4")
     assert h1["loss"] == h2["loss"] and h1["gbar_norm"] == h2["gbar_norm"]
     assert h1["loss"] != h3["loss"]
 
 
 def test_divergence_is_recorded(tmp_path):
-    summary, hist = _run(tmp_path, "optimizer.lr=5000", "optimizer.max_steps=200")
+    summary, hist = _run(tmp_path, "optimizer.lr=5000", "trainer.max_steps=200")
     assert summary["status"] == "diverged"
     assert summary["steps"] < 200
     # the diverged step is logged (last row), the one before it is the last good step
@@ -51,7 +51,7 @@ def test_divergence_is_recorded(tmp_path):
 
 
 def test_check_values_appear_only_on_the_steps_they_ran(tmp_path):
-    summary, hist = _run(tmp_path, "optimizer.max_steps=7", "+checks.distance.every=3")
+    summary, hist = _run(tmp_path, "trainer.max_steps=7", "+checks.distance.every=3")
     ran = [s for s, v in zip(hist["step"], hist["check/distance/seconds"]) if v == v]  # not NaN
     assert ran == [0, 3, 6, 7]  # at init, every 3 steps, and the end-of-run check at step 7
     assert len(hist["step"]) == 8 and hist["step"][:7] == [0, 1, 2, 3, 4, 5, 6]

@@ -3,7 +3,7 @@ import logging
 
 import pytest
 
-from curvlab.store import finished_summary, load_runs, write_json_atomic, write_summary
+from curvlab.run.store import finished_summary, load_runs, write_json_atomic, write_summary
 
 
 def test_atomic_write_leaves_no_partial_file(tmp_path):

@@ -3,9 +3,9 @@
 import pytest
 from conftest import run_cli
 
-from curvlab.store import load_runs
+from curvlab.run.store import load_runs
 
-TINY = ["data.n=48", "optimizer.max_steps=3", "progress_bar=false", "logger=csv"]
+TINY = ["data.n=48", "trainer.max_steps=3", "progress_bar=false", "logger=csv"]
 
 
 def test_multirun_then_figure_then_resume(tmp_path):

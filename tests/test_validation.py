@@ -4,11 +4,11 @@ a multirun checks every job of its grid before launching any."""
 import pytest
 from conftest import compose_cfg, run_cli
 
-from curvlab.config_checks import validate
-from curvlab.errors import ConfigError
-from curvlab.fit import run
+from curvlab.tasks import validate
+from curvlab.run.errors import ConfigError
+from curvlab.run.fit import run
 
-TINY = ["logger=csv", "data.n=32", "model.width=8", "optimizer.max_steps=2", "progress_bar=false"]
+TINY = ["logger=csv", "data.n=32", "model.width=8", "trainer.max_steps=2", "progress_bar=false"]
 RECOVERY = ["experiment=fig3a_fcn_success", "logger=csv", "progress_bar=false", "data.d=4", "data.sets=1"]
 
 
@@ -20,21 +20,23 @@ RECOVERY = ["experiment=fig3a_fcn_success", "logger=csv", "progress_bar=false", 
         (["+checks.hesian={every: 5}"], "checks.hesian: unknown check"),
         (["+seeds=3"], "seeds: unknown key of RootConfig"),
         (["+model.widht=8"], "model.widht: unknown key of MLPConfig"),
-        (["+optimizer.lrr=1"], "optimizer.lrr: unknown key of GDConfig"),
+        (["+optimizer.lrr=1"], "optimizer.lrr: unknown key of SGDConfig"),
         (["+logger.wandb.projekt=x"], "logger.wandb.projekt: unknown key of WandbConfig"),
         (["optimizer.lr=inf"], "optimizer.lr must be a finite number > 0, got inf"),
         (["optimizer.lr=0"], "optimizer.lr must be a finite number > 0, got 0.0"),
-        (["optimizer.loss_tol=-1e-3"], "optimizer.loss_tol must be a finite number >= 0, got -0.001"),
-        (["optimizer.diverge_loss=0"], "optimizer.diverge_loss must be a finite number > 0, got 0.0"),
-        (["seed=-1"], "seed must be an integer >= 0, got -1"),
+        (["trainer.loss_tol=-1e-3"], "trainer.loss_tol must be a finite number >= 0, got -0.001"),
+        (["trainer.diverge_loss=0"], "trainer.diverge_loss must be a finite number > 0, got 0.0"),
+        (["seed=-1"], "seed must be a non-negative integer, got -1"),
         (["threads=0"], "threads must be a positive integer, got 0"),
         (["dtype=float16"], "dtype must be one of float32, float64, got 'float16'"),
         (["init=local"], "init.name must be one of rsc, gaussian, got 'local'"),
         (["+callbacks.lin={_target_: torch.nn.Identity}"], "must name a subclass of lightning.pytorch.callbacks"),
-        (["+checks.x={_target_: torch.nn.Tanh}"], "configs build objects only in the groups ['callbacks']"),
-        (RECOVERY + ["optimizer.lr=fast"], "optimizer.lr must be auto or a finite number > 0, got 'fast'"),
-        (RECOVERY + ["optimizer.lr=nan"], "optimizer.lr must be auto or a finite number > 0, got nan"),
-        (RECOVERY + ["optimizer.tol=-1"], "optimizer.tol must be a finite number >= 0, got -1.0"),
+        (["optimizer._target_=torch.nn.Tanh"], "optimizer._target_='torch.nn.Tanh' is not allowed here: it must name "
+                                                "a subclass of torch.optim.optimizer.Optimizer or curvlab.recovery.gd"),
+        (["+checks.x={_target_: torch.nn.Tanh}"], "configs build objects only in the groups ['callbacks', 'optimizer']"),
+        (RECOVERY + ["optimizer.eta=fast"], "optimizer.eta must be auto or a finite number > 0, got 'fast'"),
+        (RECOVERY + ["optimizer.eta=nan"], "optimizer.eta must be auto or a finite number > 0, got nan"),
+        (RECOVERY + ["trainer.tol=-1"], "trainer.tol must be a finite number >= 0, got -1.0"),
         (RECOVERY + ["data.weights=ones"], "data.weights must be one of gaussian, orthonormal, unit, got 'ones'"),
         (RECOVERY + ["+init.radiuz=1"], "init.radiuz: unknown key of LocalInitConfig"),
         (["experiment=fig2_rho", "rho.sigma_min=6"], "need 0 < rho.sigma_min < rho.sigma_max, got 6.0, 5.0"),
@@ -49,12 +51,12 @@ def test_bad_values_fail_before_training_naming_the_key(overrides, message, tmp_
     assert not (tmp_path / "metrics.csv").exists()
 
 
-def test_device_cuda_on_a_machine_without_one_names_the_key(monkeypatch):
+def test_a_gpu_accelerator_on_a_machine_without_one_names_the_key(monkeypatch):
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(ConfigError, match="device=cuda but this machine has no usable CUDA device"):
-        validate(compose_cfg(TINY + ["device=cuda"]))
+    with pytest.raises(ConfigError, match="trainer.accelerator=gpu but this machine has no usable CUDA device"):
+        validate(compose_cfg(TINY + ["trainer.accelerator=gpu"]))
 
 
 def test_every_shipped_experiment_validates():

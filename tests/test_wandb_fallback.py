@@ -6,9 +6,9 @@ import time
 import pytest
 from conftest import compose_cfg
 
-from curvlab.fit import run
+from curvlab.run.fit import run
 
-TINY = ["logger=wandb", "logger.wandb.init_timeout=1", "data.n=32", "model.width=8", "optimizer.max_steps=3",
+TINY = ["logger=wandb", "logger.wandb.init_timeout=1", "data.n=32", "model.width=8", "trainer.max_steps=3",
         "progress_bar=false"]
 
 
@@ -28,12 +28,12 @@ def logged_in_without_network(monkeypatch):
 
 def test_an_unreachable_server_falls_back_to_an_offline_run(tmp_path, logged_in_without_network, caplog):
     t0 = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="curvlab.logging_setup"):
+    with caplog.at_level(logging.WARNING, logger="curvlab.run.loggers"):
         summary = run(compose_cfg(TINY), tmp_path)
     assert time.monotonic() - t0 < 30  # W&B's own default wait is 90 s
     assert summary["status"] == "completed"
     (offline,) = (tmp_path / "wandb").glob("offline-run-*")
-    (warning,) = [r.getMessage() for r in caplog.records if r.name == "curvlab.logging_setup"]
+    (warning,) = [r.getMessage() for r in caplog.records if r.name == "curvlab.run.loggers"]
     assert warning.startswith("W&B did not start the online run within 1s (")
     assert warning.endswith(f"logging offline to {offline} instead: sync it later with `wandb sync {offline}`")
     assert any(offline.glob("*.wandb"))  # the run's history went there

@@ -12,8 +12,8 @@ from types import SimpleNamespace
 from conftest import ROOT
 
 from curvlab.figures import draw_from_wandb
-from curvlab.store import load_runs
-from curvlab.wandb_runs import STEP_KEY, history_columns
+from curvlab.run.store import load_runs
+from curvlab.run.wandb_runs import STEP_KEY, history_columns
 
 WANDB = str(Path(sys.executable).with_name("wandb"))
 
@@ -53,7 +53,7 @@ def test_fig1_from_offline_wandb_histories(tmp_path):
            "WANDB_SILENT": "true"}
     sweep = tmp_path / "sweep"
     proc = subprocess.run(
-        [sys.executable, "-m", "curvlab.train", "-m", "model.width=8,16", "data.n=32", "optimizer.max_steps=4",
+        [sys.executable, "-m", "curvlab.train", "-m", "model.width=8,16", "data.n=32", "trainer.max_steps=4",
          "progress_bar=false", "logger.wandb.group=g", f"hydra.sweep.dir={sweep}", "hydra.launcher.n_jobs=2"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )

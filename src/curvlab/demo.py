@@ -19,7 +19,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from curvlab.figures import draw
-from curvlab.store import SUMMARY
+from curvlab.run.store import SUMMARY
 
 
 @dataclass
@@ -38,7 +38,7 @@ STAGES: list[Stage] = [
     Stage(
         "fig1_mnist",
         "fig1_mnist",
-        ["data=mnist_offline", "model.width=64,128,256,512", "seed=0,1,2", "optimizer.max_steps=1000"],
+        ["data=mnist_offline", "model.width=64,128,256,512", "seed=0,1,2", "trainer.max_steps=1000"],
         ["fig1"],
     ),
     # RSC geometry claims, reduced: widths <= 512, one seed, short GD runs
@@ -46,13 +46,13 @@ STAGES: list[Stage] = [
         "geometry_hessian",
         "hessian_vs_width",
         ["model.width=64,128,256,512", "model.depth=2,3", "init.sigma1=1.0,2.0", "seed=0",
-         "optimizer.max_steps=20", "checks.hessian.inputs=2", "checks.hessian.tol=1e-2", "threads=1"],
+         "trainer.max_steps=20", "checks.hessian.inputs=2", "checks.hessian.tol=1e-2", "threads=1"],
         ["hessian_width"],
     ),
     Stage(
         "geometry_training",
         "geometry_vs_width",
-        ["model.width=64,128,256,512", "seed=0", "optimizer.max_steps=300", "checks.hessian.every=100",
+        ["model.width=64,128,256,512", "seed=0", "trainer.max_steps=300", "checks.hessian.every=100",
          "checks.restricted_curvature.every=50", "checks.restricted_curvature.dtype=float32", "threads=1"],
         ["ball_distances", "restricted_curvature"],
     ),
@@ -60,7 +60,7 @@ STAGES: list[Stage] = [
         "geometry_rsc_ntk",
         "rsc_vs_ntk",
         ["model.width=64,256", "data.duplicates=0.0,0.25", "data.duplicate_noise=0.0,0.01", "seed=0",
-         "optimizer.max_steps=300", "threads=1"],
+         "trainer.max_steps=300", "threads=1"],
         ["rsc_vs_ntk"],
     ),
     # recovery paper, reduced: smaller d, fewer sets / inits / iterations than the paper
@@ -69,25 +69,25 @@ STAGES: list[Stage] = [
         "recovery_fig3a",
         "fig3a_fcn_success",
         ["data.d=8,12", "data.n=400,800,1600,3200,6400", "data.sets=10", "init.inits=10",
-         "optimizer.max_steps=1500"],
+         "trainer.max_steps=1500"],
         ["fig3a"],
     ),
     Stage(
         "recovery_fig3b",
         "fig3b_fcn_error",
-        ["data.d=8,16", "data.n=1000,2000,4000,8000,16000", "data.sets=20", "optimizer.max_steps=1500"],
+        ["data.d=8,16", "data.n=1000,2000,4000,8000,16000", "data.sets=20", "trainer.max_steps=1500"],
         ["fig3b"],
     ),
     Stage(
         "recovery_fig4a",
         "fig4a_cnn_success",
-        ["data.d=15,24", "data.n=50,100,200,400,800", "data.sets=20", "init.inits=10", "optimizer.max_steps=1500"],
+        ["data.d=15,24", "data.n=50,100,200,400,800", "data.sets=20", "init.inits=10", "trainer.max_steps=1500"],
         ["fig4a"],
     ),
     Stage(
         "recovery_fig4b",
         "fig4b_cnn_error",
-        ["data.d=15,24", "data.n=250,500,1000,2000,4000,8000", "data.sets=20", "optimizer.max_steps=1500"],
+        ["data.d=15,24", "data.n=250,500,1000,2000,4000,8000", "data.sets=20", "trainer.max_steps=1500"],
         ["fig4b"],
     ),
 ]

@@ -1,11 +1,11 @@
 """Hydra entry point: ``python -m curvlab.train [-m] experiment=... key=value ...``.
 
 Before Hydra builds anything, the composed config's ``hydra`` node is checked
-(:func:`curvlab.config_checks.check_hydra_node`), and a single run's whole config is validated; a
+(:func:`curvlab.run.validate.check_hydra_node`), and a single run's whole config is validated; a
 multirun's sweeper validates every job of the grid (:mod:`hydra_plugins.curvlab_sweeper`). Each job
-claims its folder (:mod:`curvlab.claim`), so a sweep launched twice runs each job once; a job whose
+claims its folder (:mod:`curvlab.run.claim`), so a sweep launched twice runs each job once; a job whose
 folder holds a finished result of the same config is skipped (``resume=true``), one of another
-config is refused unless ``rerun_changed=true``. Training (:mod:`curvlab.fit`) imports Lightning,
+config is refused unless ``rerun_changed=true``. Running a job (:mod:`curvlab.run.fit`) imports Lightning,
 so a refused command line answers without that import. In a multirun, a job whose training fails
 or diverges is recorded as such and the sweep goes on.
 """
@@ -23,11 +23,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from curvlab.claim import ClaimHeld, claim
-from curvlab.config_checks import check_hydra_node, validate
-from curvlab.errors import ConfigError
-from curvlab.schema import register_schemas
-from curvlab.store import resolved_config, reusable, start_fresh, write_summary
+from curvlab.run.claim import ClaimHeld, claim
+from curvlab.run.errors import ConfigError
+from curvlab.run.store import FAILED, resolved_config, reusable, start_fresh, write_summary
+from curvlab.run.validate import check_hydra_node
+from curvlab.tasks import register_schemas, validate
 
 log = logging.getLogger(__name__)
 register_schemas()
@@ -42,7 +42,7 @@ def run_job(cfg: DictConfig, run_dir: Path, multirun: bool) -> float | None:
         log.info("skipping %s: its results are complete", run_dir)
         return None
     start_fresh(run_dir)
-    from curvlab.fit import run  # Lightning, only once a job trains
+    from curvlab.run.fit import run  # Lightning, only once a job trains
 
     try:
         summary = run(cfg, run_dir)
@@ -50,7 +50,7 @@ def run_job(cfg: DictConfig, run_dir: Path, multirun: bool) -> float | None:
         if not multirun or isinstance(err, ConfigError):
             raise  # a single run, or a bad configuration: fail loudly
         log.error("job %s failed; the sweep goes on:\n%s", run_dir, traceback.format_exc())
-        write_summary(run_dir, {"status": "failed", "error": repr(err)}, resolved_config(cfg))
+        write_summary(run_dir, {"status": FAILED, "error": repr(err)}, resolved_config(cfg))
         return None
     return summary.get("final_loss")
 

@@ -1,14 +1,49 @@
-"""Pure measurements of the optimization geometry of :class:`~curvlab.models.DeepMLP` (RSC paper).
+"""Model-agnostic measurements of the optimization geometry (RSC paper), on flat parameter vectors.
 
-No Lightning in here: every function takes a model (or a flat parameter vector) and data and
-returns numbers, so each can be tested alone against an independent reference.
+No Lightning in here: every function takes functions of theta (a loss, a predictor output) or
+parameter tensors and returns numbers, so each can be tested alone against an independent reference.
+The RSC paper's MLP supplies them through :mod:`curvlab.rsc` (its closed forms are the fast path).
 
-* :mod:`.flat`        flat-parameter view theta in R^p (eq. 2 / eq. 42) for ``torch.func``
+* :mod:`.flat`        theta in R^p as one vector (eq. 2 / eq. 42)
 * :mod:`.spectral`    Hessian-vector products; extreme eigenvalues by Lanczos (scipy ``eigsh``);
                       predictor Hessian spectral norm (Theorem 4.1) and loss Hessian extremes
-* :mod:`.ntk`         empirical NTK by the structured per-layer formula, lambda_min, 1^T K 1 / n^2
+* :mod:`.ntk`         statistics of an NTK Gram matrix: lambda_min, 1^T K 1 / n^2 (Remark 5.5)
 * :mod:`.curvature`   restricted curvature alpha_t on Q_kappa ∩ B_rho2 (Theorem 5.1), contraction
                       vs the Lemma 5.2 bound
 * :mod:`.distances`   layerwise spectral distance to theta_0 (Definition 3.1, Remark 5.4)
-* :mod:`.lipschitz`   ||grad_theta f|| and ||grad_x f|| (Lemma 4.1)
 """
+
+from curvlab.geometry.curvature import (
+    RestrictedCurvature,
+    StepCurvature,
+    contraction,
+    restricted_curvature,
+    secant_curvature,
+    step_curvature,
+)
+from curvlab.geometry.distances import ball_distances, spectral_norm
+from curvlab.geometry.flat import flatten
+from curvlab.geometry.ntk import NTKStats, ntk_stats
+from curvlab.geometry.spectral import (
+    EigResult,
+    extreme_eigenvalues,
+    hvp_operator,
+    loss_hessian_extremes,
+    operator_norm,
+    predictor_hessian_norm,
+)
+
+__all__ = [
+    # parameters as one vector
+    "flatten",
+    # Hessians: HVPs and Lanczos
+    "hvp_operator", "EigResult", "extreme_eigenvalues", "operator_norm",
+    "predictor_hessian_norm", "loss_hessian_extremes",
+    # NTK
+    "NTKStats", "ntk_stats",
+    # restricted strong convexity
+    "secant_curvature", "RestrictedCurvature", "restricted_curvature", "StepCurvature", "step_curvature",
+    "contraction",
+    # distances to theta_0
+    "spectral_norm", "ball_distances",
+]

@@ -35,12 +35,12 @@ from torch import Tensor
 LossFn = Callable[[Tensor], Tensor]
 
 
-def secant_curvature(loss: LossFn, theta: Tensor, loss0: Tensor, grad: Tensor, u: Tensor) -> float:
-    """2 (L(theta + u) - L(theta) - <u, grad L>) / ||u||^2 (the RSC inequality of Definition 5.1 solved
-    for alpha; :func:`restricted_curvature` inlines the same formula to keep L(theta + u))."""
+def secant_curvature(loss: LossFn, theta: Tensor, loss0: Tensor, grad: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
+    """(c(u), L(theta + u)): the secant curvature 2 (L(theta + u) - L(theta) - <u, grad L>) / ||u||^2
+    (the RSC inequality of Definition 5.1 solved for alpha) and the loss it evaluated."""
     with torch.no_grad():
-        lin = loss(theta + u) - loss0 - torch.dot(u, grad)
-        return float(2.0 * lin / torch.dot(u, u))
+        lu = loss(theta + u)
+        return 2.0 * (lu - loss0 - torch.dot(u, grad)) / torch.dot(u, u), lu
 
 
 def cone_directions(
@@ -128,10 +128,8 @@ def restricted_curvature(
     lowest = math.inf
     for u, c, is_random in cone_directions(gbar, kappa, n_dirs, gen, extra):
         for r in radii:
-            ur = (r * rho2) * u
-            with torch.no_grad():
-                lu = loss(theta + ur)
-                v = float(2.0 * (lu - loss0 - torch.dot(ur, grad)) / torch.dot(ur, ur))
+            c_u, lu = secant_curvature(loss, theta, loss0, grad, (r * rho2) * u)
+            v = float(c_u)
             lowest = min(lowest, float(lu))
             (rand if is_random else hard).append(v)
             if c >= 1.0 and is_random:
@@ -165,11 +163,9 @@ def step_curvature(loss: LossFn, theta: Tensor, grad: Tensor, gbar: Tensor, lr: 
     with torch.no_grad():
         u = -lr * grad
         loss0 = loss(theta)
-        loss1 = loss(theta + u)
-        uu = torch.dot(u, u)
-        alpha = 2.0 * (loss1 - loss0 - torch.dot(u, grad)) / uu
+        alpha, loss1 = secant_curvature(loss, theta, loss0, grad, u)
         cos = torch.dot(grad, gbar).abs() / (grad.norm() * gbar.norm())
-    return StepCurvature(float(alpha), float(loss0), float(loss1), float(uu.sqrt()), float(cos))
+    return StepCurvature(float(alpha), float(loss0), float(loss1), float(torch.dot(u, u).sqrt()), float(cos))
 
 
 def descent_in_cone(grad: Tensor, gbar: Tensor, kappa: float) -> Tensor:

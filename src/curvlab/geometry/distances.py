@@ -19,8 +19,8 @@ from torch import Tensor
 
 
 def spectral_norm(a: Tensor) -> float:
-    """||A||_2 in float64: ARPACK ``svds`` (k = 1) for large matrices — 10-40x faster than a full
-    SVD at m >= 1024 and accurate to machine precision — and ``svdvals`` for small ones."""
+    """||A||_2 in float64: ARPACK ``svds`` (k = 1) for large matrices (one singular triple, accurate to
+    machine precision, instead of a full SVD) and ``svdvals`` for small ones."""
     a = a.detach().to(torch.float64)
     if min(a.shape) < 16:
         return float(torch.linalg.svdvals(a)[0])

@@ -13,11 +13,11 @@ contiguous rows:
 (the CNN gradient thereby sums over all K patches). The elementwise pass is one fused C++ loop
 (:mod:`curvlab.recovery.fused`, built once with g++) or, where that is unavailable, eager ATen ops
 (``CURVLAB_NO_FUSED=1`` forces them). The work is cut into *blocks* (a few sets x a
-range of samples) whose intermediates fit in the L2 cache (~1 MB): a whole-batch elementwise op on
-(S, n, L K) float64 buffers runs at memory bandwidth (and pays page faults on every fresh >32 MB
-buffer), several times slower than the same op in cache. Blocks run single-threaded BLAS/ATen ops;
-``workers`` Python threads (ops release the GIL) process disjoint set-blocks in parallel, which
-scales better on 2 cores than OpenMP inside tiny ops.
+range of samples) whose intermediates fit in the L2 cache (:data:`BLOCK_ELEMENTS`): a whole-batch
+elementwise op on (S, n, L K) float64 buffers runs at memory bandwidth (and pays page faults on every
+fresh large buffer) instead of at cache speed. Blocks run single-threaded BLAS/ATen ops; ``workers``
+Python threads (ops release the GIL) process disjoint set-blocks in parallel, which scales better on
+few cores than OpenMP inside tiny ops (``bench/bench_recovery_gd.py`` measures it).
 
 Device: everything runs on the device of the data (W0 and eta are moved there). The fused kernel and
 the worker threads serve CPU float64 tensors only; elsewhere (a GPU) the eager ops run on a few large
@@ -44,12 +44,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from curvlab.data.teacher import TeacherData, check_kind, patch_size
+from curvlab.recovery.teacher import TeacherData, check_kind, patch_size
 from curvlab.recovery import fused, losses
 
-STATUS_RUNNING, STATUS_CONVERGED, STATUS_CAPPED, STATUS_DIVERGED = 0, 1, 2, 3
-STATUS_NAMES = {STATUS_RUNNING: "running", STATUS_CONVERGED: "converged", STATUS_CAPPED: "capped",
-                STATUS_DIVERGED: "diverged"}
+STATUS_RUNNING, STATUS_CONVERGED, STATUS_CAPPED, STATUS_DIVERGED = 0, 1, 2, 3  # a trial's status codes
 BLOCK_ELEMENTS = 1 << 17  # elements of one block's Z buffer on the CPU: 1 MiB of float64
 DEVICE_BLOCK_ELEMENTS = 1 << 24  # ... on other devices (GPU): few blocks, few kernel launches
 
@@ -221,13 +219,15 @@ class BatchedGD:
     ``step()`` at t < max_iter computes every running trial's gradient at W_t, stops the trials that
     meet a stopping rule and updates the others; at t = max_iter it only evaluates the final gradient
     norms (capped trials). Returns whether any trial is still running. Call :meth:`close` (or use it as
-    a context manager) to restore the torch thread count and stop the worker threads."""
+    a context manager) to restore the torch thread count and stop the worker threads.
+
+    ``eta`` is the per-set step size (S,), or ``"auto"`` / a number for :func:`step_sizes`."""
 
     def __init__(
         self,
         data: TeacherData,
         W0: Tensor,
-        eta: Tensor,
+        eta: Tensor | float | str = "auto",
         max_iter: int = 3500,
         tol: float = 1e-10,
         eps: float = losses.DEFAULT_EPS,
@@ -239,6 +239,7 @@ class BatchedGD:
         diverge_ratio: float = 1e3,
         stall_patience: int = 0,
         stall_tol: float = 0.0,
+        eta_scale: float = 1.0,
     ):
         kind, K = check_kind(data.kind), data.K
         S, n, d = data.X.shape
@@ -249,6 +250,8 @@ class BatchedGD:
         if max_iter < 0:
             raise ValueError(f"max_iter must be >= 0, got {max_iter}")
         L = W0.shape[1]
+        if not isinstance(eta, Tensor):
+            eta = step_sizes(data, eta, eta_scale, eps)
         if tuple(eta.shape) != (S,):
             raise ValueError(f"eta must have shape ({S},), got {tuple(eta.shape)}")
         dev, dtype = data.X.device, data.X.dtype

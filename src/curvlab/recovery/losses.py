@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from curvlab.data.teacher import check_kind, patch_size
+from curvlab.recovery.teacher import check_kind, patch_size
 
 DEFAULT_EPS = 1e-12
 

@@ -100,5 +100,12 @@ def contraction_factor(history: Tensor, iters: Tensor, floor: float = 1e-13, min
 
 
 def nanmean(x: Tensor) -> float:
+    """Mean of the finite entries of ``x`` in float64 (NaN if there are none)."""
+    x = x.double().flatten()
     x = x[torch.isfinite(x)]
     return float(x.mean()) if x.numel() else math.nan
+
+
+def scaled_n(n: int, d: int) -> float:
+    """The paper's x-axis n / (d log^2 d) (Theorem 1's sample complexity)."""
+    return n / (d * math.log(d) ** 2)

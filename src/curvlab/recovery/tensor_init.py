@@ -25,7 +25,7 @@ from M_3. What is implemented, per training set, batched over sets:
    the first nonzero moment l1 — M_1 for the sigmoid (m_1 = gamma_1 > 0): Q_1 = (1/K) sum_i m_1(sigma_i) wbar_i —
    solve the linear least-squares problem Q_1 ~ (1/K) sum_i beta_i v_i; then beta_i = s_i m_1(sigma_i), so
    s_i = sign(beta_i) and sigma_i = m_1^{-1}(|beta_i|) by root finding on the quadrature link function
-   (:func:`curvlab.recovery.link.invert_link`). ``magnitude_moment=3`` uses Q_1 = M_3(I, alpha, alpha)
+   (:func:`curvlab.recovery.gaussian_integrals.invert_link`). ``magnitude_moment=3`` uses Q_1 = M_3(I, alpha, alpha)
    instead (the paper's worked example (105)-(110); m_3 < 0, so s_i = -sign of the normalised beta_i).
    M_1 is the default: a first moment has far lower variance than a third.
 
@@ -44,9 +44,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from curvlab.data.teacher import TeacherData, patch_size
+from curvlab.recovery.teacher import TeacherData, patch_size
 from curvlab.recovery.init import draw
-from curvlab.recovery.link import invert_link
+from curvlab.recovery.gaussian_integrals import invert_link
 
 
 def _unit(v: Tensor, dim: int = -1) -> Tensor:

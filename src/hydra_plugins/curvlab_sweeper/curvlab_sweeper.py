@@ -1,9 +1,9 @@
 """curvlab's Hydra sweeper: Hydra's basic sweeper that checks every job of the grid before it
 launches any (``hydra/sweeper: curvlab``, conf/config.yaml).
 
-Each job's composed config is validated (:func:`curvlab.config_checks.validate`), and a job folder
+Each job's composed config is validated (:func:`curvlab.tasks.validate`), and a job folder
 holding a finished result of another config is refused unless ``rerun_changed=true``
-(:func:`curvlab.store.reusable`); all problems are reported together, one line each, and no job
+(:func:`curvlab.run.store.reusable`); all problems are reported together, one line each, and no job
 starts.
 """
 
@@ -18,9 +18,9 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from curvlab.config_checks import validate
-from curvlab.errors import ConfigError
-from curvlab.store import resolved_config, reusable
+from curvlab.tasks import validate
+from curvlab.run.errors import ConfigError
+from curvlab.run.store import resolved_config, reusable
 
 SHOWN = 5  # problems listed in the error
 

@@ -1,1 +1,0 @@
-"""Datasets: real images for the RSC setting (:mod:`.images`) and Gaussian teachers for recovery."""

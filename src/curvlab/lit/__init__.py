@@ -1,1 +1,0 @@
-"""Lightning glue: one LightningModule per setting, each with a ``build(cfg)`` used by train.py."""

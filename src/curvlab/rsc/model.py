@@ -1,0 +1,123 @@
+"""The deep MLP of the RSC paper, eq. (1) (one output) and eq. (41) (k outputs).
+
+    alpha^(0) = x,  alpha^(l) = phi(W^(l) alpha^(l-1) / sqrt(m_{l-1})),  f = V^T alpha^(L) / sqrt(m_L)
+
+No biases. The last layer is stored as ``head`` of shape (k, m_L): row h is v_h. :func:`mlp_forward`
+is the one forward pass; :class:`DeepMLP` runs it on its parameters and :class:`FlatMLP` on a flat
+parameter vector theta (eq. 2 / eq. 42) for ``torch.func``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from curvlab.rsc.activations import Activation, get_activation
+from curvlab.run.values import require_int
+
+
+def mlp_forward(
+    weights: Sequence[Tensor], head: Tensor, act: Activation, x: Tensor, layers: list | None = None
+) -> Tensor:
+    """f(theta; x) of shape (n, k) for x of shape (n, d); with ``layers`` a list, appends each hidden
+    layer's (scaled pre-activation z^(l), alpha^(l)) to it for backpropagation."""
+    a = x
+    for w in weights:
+        z = (a @ w.T) * (1.0 / math.sqrt(w.shape[1]))
+        a = act.phi(z)
+        if layers is not None:
+            layers.append((z, a))
+    return a @ head.T / math.sqrt(head.shape[1])
+
+
+def square_loss(out: Tensor, y: Tensor) -> Tensor:
+    """(1/n) sum_i sum_h (y_ih - f_ih)^2 (RSC paper, Section 3 and Appendix C.1)."""
+    return (out - y).pow(2).sum() / out.shape[0]
+
+
+class DeepMLP(nn.Module):
+    """L hidden layers of width m with 1/sqrt(fan-in) scaling and k linear outputs."""
+
+    def __init__(self, in_dim: int, width: int, depth: int, out_dim: int = 1, activation: str = "tanh"):
+        super().__init__()
+        for name, value in (("in_dim", in_dim), ("width", width), ("depth", depth), ("out_dim", out_dim)):
+            require_int(value, f"DeepMLP: {name}")
+        self.act = get_activation(activation)
+        self.widths = [in_dim] + [width] * depth
+        self.weights = nn.ParameterList(
+            nn.Parameter(torch.empty(m_out, m_in)) for m_in, m_out in zip(self.widths[:-1], self.widths[1:])
+        )
+        self.head = nn.Parameter(torch.empty(out_dim, width))
+
+    def params(self) -> list[nn.Parameter]:
+        """theta in the paper's order (eq. 2): W^(1), ..., W^(L), V."""
+        return [*self.weights, self.head]
+
+    @property
+    def depth(self) -> int:
+        return len(self.weights)
+
+    @property
+    def out_dim(self) -> int:
+        return self.head.shape[0]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Predictions of shape (n, k)."""
+        return mlp_forward(self.weights, self.head, self.act, x)
+
+
+@dataclass(frozen=True)
+class FlatMLP:
+    """Shapes and activation of a DeepMLP; pure functions of a flat theta in the paper's order
+    (row-major ``vec`` of W^(1..L), then of V stored as (k, m_L))."""
+
+    shapes: tuple[tuple[int, int], ...]  # W^(1..L) then head (k, m_L)
+    act: Activation
+
+    @classmethod
+    def of(cls, model: DeepMLP) -> FlatMLP:
+        return cls(tuple(tuple(p.shape) for p in model.params()), model.act)  # type: ignore[arg-type]
+
+    @property
+    def sizes(self) -> list[int]:
+        return [a * b for a, b in self.shapes]
+
+    @property
+    def numel(self) -> int:
+        return sum(self.sizes)
+
+    @property
+    def depth(self) -> int:
+        return len(self.shapes) - 1
+
+    @property
+    def width(self) -> int:
+        return self.shapes[-1][1]
+
+    @property
+    def out_dim(self) -> int:
+        return self.shapes[-1][0]
+
+    def unflatten(self, theta: Tensor) -> list[Tensor]:
+        """Per-parameter views of a flat vector (theta, a direction or a gradient)."""
+        return [t.view(s) for t, s in zip(torch.split(theta, self.sizes), self.shapes)]
+
+    def predict(self, theta: Tensor, x: Tensor) -> Tensor:
+        """f(theta; x) of eq. (1)/(41): shape (n, k) for x of shape (n, d)."""
+        *ws, head = self.unflatten(theta)
+        return mlp_forward(ws, head, self.act, x)
+
+    def predict_one(self, theta: Tensor, x: Tensor, output: int = 0) -> Tensor:
+        """Scalar f_h(theta; x) for a single input x of shape (d,) (Theorem 4.1 / C.1)."""
+        return self.predict(theta, x[None])[0, output]
+
+    def loss(self, theta: Tensor, x: Tensor, y: Tensor) -> Tensor:
+        """:func:`square_loss` of f(theta; x)."""
+        return square_loss(self.predict(theta, x), y)
+
+    def loss_fn(self, x: Tensor, y: Tensor) -> Callable[[Tensor], Tensor]:
+        return lambda theta: self.loss(theta, x, y)

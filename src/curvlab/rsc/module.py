@@ -1,0 +1,172 @@
+"""``RSCModule``: full-batch GD on the deep MLP (RSC paper, Section 6 / Figure 1).
+
+Every step logs, at the iterate theta_t before its update: the square loss, ||grad L||,
+||g_bar_t|| (Theorem 5.1; Definition C.1 for k outputs) and cos(-grad L, g_bar_t). Both gradients
+come from one fused backward pass (:mod:`curvlab.rsc.gbar`); the optimizer (``optimizer`` group,
+plain ``torch.optim.SGD`` for GD) applies the loss gradient. Stops when the loss is below
+``loss_tol`` (converged), at ``trainer.max_steps`` (completed), or on NaN/inf/blow-up (diverged);
+a callback that ends training earlier leaves it ``stopped`` (:attr:`RSCModule.status`).
+
+The geometry checks run in :class:`curvlab.rsc.callback.GeometryCallback`, which measures the
+iterate of :meth:`RSCModule.check_context` and adds its values to the step's :attr:`row`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+from omegaconf import DictConfig
+
+from curvlab.rsc.callback import GeometryCallback
+from curvlab.rsc.checks import CheckContext
+from curvlab.rsc.data import load_images
+from curvlab.rsc.gbar import FusedGrads, loss_grad_and_gbar
+from curvlab.rsc.init import normal_init, rsc_init
+from curvlab.rsc.model import DeepMLP
+from curvlab.run.instantiate import safe_instantiate
+from curvlab.run.loggers import log_row
+from curvlab.run.store import COMPLETED, CONVERGED, DIVERGED, STOPPED
+from curvlab.run.values import resolve_dtype
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+
+
+def _norm(ts: list[torch.Tensor]) -> torch.Tensor:
+    return torch.sqrt(sum(t.pow(2).sum() for t in ts))
+
+
+def _dot(a: list[torch.Tensor], b: list[torch.Tensor]) -> torch.Tensor:
+    return sum((u * v).sum() for u, v in zip(a, b))
+
+
+def is_diverged(loss: float, bound: float) -> bool:
+    """A loss that is NaN/inf or above ``bound`` marks the run diverged."""
+    return not math.isfinite(loss) or loss > bound
+
+
+class RSCModule(L.LightningModule):
+    def __init__(
+        self,
+        model: DeepMLP,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        optimizer: OptimizerFactory,
+        loss_tol: float,
+        diverge_loss: float,
+    ):
+        super().__init__()
+        self.automatic_optimization = False
+        self.model = model
+        self.register_buffer("x", x)
+        self.register_buffer("y", y)
+        self.optimizer = optimizer
+        self.loss_tol, self.diverge_loss = loss_tol, diverge_loss
+        self.row: dict[str, float] = {}  # what callbacks measured at this step's iterate, for its history row
+        self.diverged = self.converged = False
+        self.last_good_step = -1
+        self.min_gbar = math.inf
+        self.final_loss = math.nan
+        self._max_steps = -1
+        self._theta0: list[torch.Tensor] | None = None
+        self._fused: tuple[int, FusedGrads] | None = None  # (step, fused pass at that step's iterate)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.optimizer(self.model.params())
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizers().param_groups[0]["lr"])
+
+    @property
+    def status(self) -> str:
+        """The run's status, decided here only (see :mod:`curvlab.run.store`)."""
+        if self.diverged:
+            return DIVERGED
+        if self.converged:
+            return CONVERGED
+        started = self._theta0 is not None
+        return COMPLETED if started and self.global_step >= self._max_steps else STOPPED
+
+    def on_train_start(self) -> None:
+        self._max_steps = self.trainer.max_steps
+        self._theta0 = [p.detach().clone() for p in self.model.params()]
+
+    def _fused_at(self, step: int) -> FusedGrads:
+        """Loss, gradient and g_bar at the current iterate, computed once per step."""
+        if self._fused is None or self._fused[0] != step:
+            self._fused = (step, loss_grad_and_gbar(self.model, self.x, self.y))
+        return self._fused[1]
+
+    def check_context(self, final: bool) -> CheckContext | None:
+        """The iterate the current step starts from (``final``: the last one), or None once the run
+        has diverged or before it started."""
+        if self._theta0 is None or self.diverged:
+            return None
+        step = self.global_step
+        fused = loss_grad_and_gbar(self.model, self.x, self.y) if final else self._fused_at(step)
+        if not final and is_diverged(fused.loss.item(), self.diverge_loss):
+            return None
+        return CheckContext(self.model, self.x, self.y, step, fused, self._theta0, self.lr, final)
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        step = self.global_step
+        fused = self._fused_at(step)
+        loss = fused.loss.item()
+        self.final_loss = loss
+        grad_norm, gbar_norm = _norm(fused.grad), _norm(fused.gbar)
+        cos = -_dot(fused.grad, fused.gbar) / (grad_norm * gbar_norm).clamp_min(1e-30)
+        metrics = {"loss": fused.loss, "grad_norm": grad_norm, "gbar_norm": gbar_norm, "cos_neg_grad_gbar": cos}
+        self.log_dict({"L": fused.loss, "gbar": gbar_norm}, on_step=True, on_epoch=False, prog_bar=True, logger=False)
+        if is_diverged(loss, self.diverge_loss):  # logged, so the history shows where it blew up
+            self.diverged = True
+            self.trainer.should_stop = True
+            log_row(self, metrics, step)
+            return
+        self.min_gbar = min(self.min_gbar, gbar_norm.item())
+        self.last_good_step = step
+        metrics.update(self.row)
+        self.row = {}
+        log_row(self, metrics, step)
+        if loss < self.loss_tol:
+            self.converged = True
+            self.trainer.should_stop = True
+            return
+        opt = self.optimizers()
+        for p, g in zip(self.model.params(), fused.grad):
+            p.grad = g
+        opt.step()
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "steps": self.global_step,
+            "last_good_step": self.last_good_step,
+            "final_loss": self.final_loss,
+            "min_gbar_norm": self.min_gbar,
+            "final_checks": {},  # the GeometryCallback's summary replaces it when checks ran
+        }
+
+
+def build(cfg: DictConfig) -> tuple[RSCModule, list[L.Callback]]:
+    """Data, model, init and optimizer of the RSC setting from the composed config, and the
+    geometry checks of its ``checks`` group as a callback."""
+    dtype = resolve_dtype(cfg.dtype)
+    dc = cfg.data
+    data = load_images(dc.name, dc.n, dc.seed, dc.target, dc.root, dc.download,
+                       duplicates=dc.duplicates, duplicate_noise=dc.duplicate_noise)
+    x, y = data.x.to(dtype), data.y.to(dtype)
+    mc = cfg.model
+    model = DeepMLP(x.shape[1], mc.width, mc.depth, y.shape[1], mc.activation).to(dtype)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    if cfg.init.name == "rsc":
+        rsc_init(model, cfg.init.sigma1, gen)
+    else:  # gaussian (validation allows no other)
+        normal_init(model, cfg.init.std, gen)
+    optimizer = safe_instantiate(cfg.optimizer, base=torch.optim.Optimizer)
+    module = RSCModule(model, x, y, optimizer, loss_tol=cfg.trainer.loss_tol, diverge_loss=cfg.trainer.diverge_loss)
+    callbacks: list[L.Callback] = [GeometryCallback(dict(cfg.checks))] if cfg.get("checks") else []
+    return module, callbacks
