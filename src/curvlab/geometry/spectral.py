@@ -35,15 +35,25 @@ import numpy as np
 import torch
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 from torch import Tensor
-from torch.func import grad, vjp
+from torch.func import grad, jvp, vjp
 
 MatVec = Callable[[Tensor], Tensor]
 
 
-def hvp_operator(fun: Callable[[Tensor], Tensor], theta: Tensor) -> MatVec:
-    """v -> grad^2 fun(theta) v (reverse-over-reverse; the gradient graph is built once)."""
-    _, vjp_fn = vjp(grad(fun), theta.detach())
-    return lambda v: vjp_fn(v)[0]
+HVP_MODES = ("reverse", "forward")
+
+
+def hvp_operator(fun: Callable[[Tensor], Tensor], theta: Tensor, mode: str = "reverse") -> MatVec:
+    """v -> grad^2 fun(theta) v: reverse-over-reverse (``vjp`` of the gradient, whose graph is built
+    once) or forward-over-reverse (``jvp`` of the gradient, one forward-mode pass per product)."""
+    theta = theta.detach()
+    if mode == "reverse":
+        _, vjp_fn = vjp(grad(fun), theta)
+        return lambda v: vjp_fn(v)[0]
+    if mode == "forward":
+        g = grad(fun)
+        return lambda v: jvp(g, (theta,), (v,))[1]
+    raise ValueError(f"unknown HVP mode {mode!r}; choose one of {HVP_MODES}")
 
 
 @dataclass
@@ -63,8 +73,11 @@ def _eigsh_one(
     maxiter: int | None,
     ncv: int | None,
     seed: int,
+    v0: Tensor | None = None,
 ) -> EigResult:
-    """One eigenpair of a symmetric operator by ARPACK (``which`` in {'LA', 'SA', 'LM'})."""
+    """One eigenpair of a symmetric operator by ARPACK (``which`` in {'LA', 'SA', 'LM'}), started
+    from ``v0`` (e.g. the eigenvector of the previous measurement: a warm start) or a seeded random
+    vector."""
     count = [0]
 
     def mv(v: np.ndarray) -> np.ndarray:
@@ -80,7 +93,8 @@ def _eigsh_one(
         i = {"LA": -1, "SA": 0, "LM": int(torch.argmax(w.abs()))}[which]
         return EigResult(float(w[i]), U[:, i].to(like.device, like.dtype), count[0], True)
     op = LinearOperator((p, p), matvec=mv, dtype=np.float64)
-    start = np.random.default_rng(seed).standard_normal(p)
+    start = (np.random.default_rng(seed).standard_normal(p) if v0 is None
+             else v0.detach().to("cpu", torch.float64).reshape(-1).numpy())
     ncv_ = None if ncv is None else max(3, min(int(ncv), p))
     try:
         w, U = eigsh(op, k=1, which=which, tol=tol, maxiter=maxiter, ncv=ncv_, v0=start)
@@ -95,36 +109,40 @@ def _eigsh_one(
 
 def operator_norm(
     matvec: MatVec, p: int, like: Tensor, tol: float = 1e-3, maxiter: int | None = 300, ncv: int | None = 12,
-    seed: int = 0,
+    seed: int = 0, v0: Tensor | None = None,
 ) -> EigResult:
     """||H||_2 = max |lambda(H)| of a symmetric operator (``value`` is the signed eigenvalue)."""
-    return _eigsh_one(matvec, p, like, "LM", tol, maxiter, ncv, seed)
+    return _eigsh_one(matvec, p, like, "LM", tol, maxiter, ncv, seed, v0)
 
 
 def extreme_eigenvalues(
     matvec: MatVec, p: int, like: Tensor, tol: float = 1e-3, maxiter: int | None = 300, ncv: int | None = 12,
-    seed: int = 0, with_min: bool = True,
+    seed: int = 0, with_min: bool = True, v0_max: Tensor | None = None, v0_min: Tensor | None = None,
 ) -> tuple[EigResult, EigResult | None]:
-    """(lambda_max, lambda_min) of a symmetric operator; lambda_min via the shift lambda_max I - H."""
-    top = _eigsh_one(matvec, p, like, "LA", tol, maxiter, ncv, seed)
+    """(lambda_max, lambda_min) of a symmetric operator; lambda_min via the shift lambda_max I - H.
+    ``v0_max`` / ``v0_min`` warm-start each from a previous eigenvector."""
+    top = _eigsh_one(matvec, p, like, "LA", tol, maxiter, ncv, seed, v0_max)
     if not with_min:
         return top, None
     shift = top.value
     if not np.isfinite(shift):
         return top, EigResult(float("nan"), None, 0, False)
-    low = _eigsh_one(lambda v: shift * v - matvec(v), p, like, "LA", tol, maxiter, ncv, seed + 1)
+    low = _eigsh_one(lambda v: shift * v - matvec(v), p, like, "LA", tol, maxiter, ncv, seed + 1, v0_min)
     return top, EigResult(shift - low.value, low.vector, low.matvecs, low.converged)
 
 
-def predictor_hessian_norm(f: Callable[[Tensor], Tensor], theta: Tensor, **eig_options) -> EigResult:
+def predictor_hessian_norm(
+    f: Callable[[Tensor], Tensor], theta: Tensor, hvp_mode: str = "reverse", **eig_options
+) -> EigResult:
     """||grad^2_theta f(theta)||_2 of a scalar predictor output theta -> f_h(theta; x) at one input x
     (Theorem 4.1, eq. 5; Theorem C.1)."""
-    return operator_norm(hvp_operator(f, theta), theta.numel(), theta, **eig_options)
+    return operator_norm(hvp_operator(f, theta, hvp_mode), theta.numel(), theta, **eig_options)
 
 
 def loss_hessian_extremes(
-    loss: Callable[[Tensor], Tensor], theta: Tensor, with_min: bool = True, **eig_options
+    loss: Callable[[Tensor], Tensor], theta: Tensor, with_min: bool = True, hvp_mode: str = "reverse", **eig_options
 ) -> tuple[EigResult, EigResult | None]:
     """(lambda_max, lambda_min) of the Hessian of a loss theta -> L(theta); lambda_max is beta of
     Theorem 5.2."""
-    return extreme_eigenvalues(hvp_operator(loss, theta), theta.numel(), theta, with_min=with_min, **eig_options)
+    op = hvp_operator(loss, theta, hvp_mode)
+    return extreme_eigenvalues(op, theta.numel(), theta, with_min=with_min, **eig_options)

@@ -1,0 +1,40 @@
+"""The loss gradient and the average predictor gradient g_bar of any model, together (RSC paper,
+Theorem 5.1; Definition C.1 for k outputs):
+
+    grad L(theta) = J^T dL/df,    g_bar = (1/(n k)) sum_{i,h} grad_theta f_h(theta; x_i) = J^T 1 / (n k),
+
+with J the (n k x p) Jacobian of the outputs. Both are vector-Jacobian products with the same J, so
+one forward pass (``torch.func.vjp``) and one batched VJP over the two cotangents (``vmap`` of the
+VJP) give them: a second backward pass through the network is never run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch.func import grad, vjp, vmap
+
+from curvlab.geometry.functional import FunctionalModel
+
+Loss = Callable[[Tensor, Tensor], Tensor]  # (outputs (n, k), targets) -> scalar
+
+
+@dataclass
+class LossGrads:
+    loss: Tensor  # scalar L(theta)
+    out: Tensor  # (n, k) outputs f(theta; x)
+    grad: Tensor  # (p,) dL/dtheta
+    gbar: Tensor  # (p,) g_bar
+
+
+def loss_grad_and_gbar(model: FunctionalModel, theta: Tensor, x: Tensor, y: Tensor, loss: Loss) -> LossGrads:
+    """L, f, grad L and g_bar at theta from one forward and one batched VJP with two cotangents."""
+    out, vjp_fn = vjp(lambda th: model(th, x), theta.detach())
+    out = out.detach()
+    n, k = out.shape
+    c = grad(lambda o: loss(o, y))(out)  # dL/df: in output space, no pass through the network
+    (both,) = vmap(vjp_fn)(torch.stack([c, torch.full_like(c, 1.0 / (n * k))]))
+    return LossGrads(loss(out, y), out, both[0], both[1])
