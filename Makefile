@@ -29,7 +29,7 @@ test-all: $(STAMP)
 	$(PY) -m pytest -q -n auto --dist loadfile
 
 bench: $(STAMP)
-	for f in bench/*.py; do $(PY) $$f || exit 1; done
+	for f in bench/bench_*.py; do $(PY) $$f || exit 1; done
 
 clean:
 	rm -rf $(VENV) outputs multirun demo_out

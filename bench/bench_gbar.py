@@ -11,27 +11,13 @@ and prints the ratios measured in this run. Usage: python bench/bench_gbar.py [-
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
 from curvlab.rsc.gbar import backprop, forward_cache, loss_grad_and_gbar
 from curvlab.rsc.init import rsc_init
 from curvlab.rsc.model import DeepMLP, square_loss
-
-
-def median_seconds(fns: dict, repeats: int) -> dict[str, float]:
-    """Median time of each function, timed in interleaved rounds so that drift hits all alike."""
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for fn in fns.values():
-        fn()  # warm-up
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+from timing import median_seconds
 
 
 def main() -> None:

@@ -54,7 +54,7 @@ def test_killed_job_is_rerun_and_results_equal_uninterrupted(tmp_path):
 
 
 def test_nan_mid_run_marks_diverged_and_keeps_history(tmp_path, monkeypatch):
-    real = rsc.loss_grad_and_gbar
+    real = rsc.fused_grads
     calls = {"n": 0}
 
     def nan_at_step_3(model, x, y):
@@ -64,7 +64,7 @@ def test_nan_mid_run_marks_diverged_and_keeps_history(tmp_path, monkeypatch):
             out.loss = torch.tensor(float("nan"))
         return out
 
-    monkeypatch.setattr(rsc, "loss_grad_and_gbar", nan_at_step_3)
+    monkeypatch.setattr(rsc, "fused_grads", nan_at_step_3)
     cfg = compose_cfg(["logger=csv", "data.n=32", "model.width=8", "trainer.max_steps=20", "progress_bar=false"])
     summary = run(cfg, tmp_path)
     assert summary["status"] == "diverged" and summary["last_good_step"] == 2 and summary["steps"] == 3

@@ -34,7 +34,7 @@ def _per_sample_jacobians(model: DeepMLP, x: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("k", [1, 3])
-@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "softplus", "gelu"])
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "softplus", "gelu", "silu", "relu"])
 def test_fused_matches_brute_force(k, activation):
     model, x, y = _setup(k, activation)
     fused = loss_grad_and_gbar(model, x, y)

@@ -33,7 +33,7 @@ RECOVERY = ["experiment=fig3a_fcn_success", "logger=csv", "progress_bar=false", 
         (["+callbacks.lin={_target_: torch.nn.Identity}"], "must name a subclass of lightning.pytorch.callbacks"),
         (["optimizer._target_=torch.nn.Tanh"], "optimizer._target_='torch.nn.Tanh' is not allowed here: it must name "
                                                 "a subclass of torch.optim.optimizer.Optimizer or curvlab.recovery.gd"),
-        (["+checks.x={_target_: torch.nn.Tanh}"], "configs build objects only in the groups ['callbacks', 'optimizer']"),
+        (["+checks.x={_target_: torch.nn.Tanh}"], "configs build objects only in the groups ['callbacks', 'model', 'optimizer']"),
         (RECOVERY + ["optimizer.eta=fast"], "optimizer.eta must be auto or a finite number > 0, got 'fast'"),
         (RECOVERY + ["optimizer.eta=nan"], "optimizer.eta must be auto or a finite number > 0, got nan"),
         (RECOVERY + ["trainer.tol=-1"], "trainer.tol must be a finite number >= 0, got -1.0"),

@@ -7,7 +7,7 @@
 
 HVPs are reverse-over-reverse: ``torch.func.vjp(torch.func.grad(fun), theta)`` records the
 gradient's graph once and each product is one backward pass through it (forward-over-reverse,
-``torch.func.jvp(grad(fun))``, is the alternative; it was the slower of the two when both were timed).
+``torch.func.jvp(grad(fun))``, is the alternative; ``bench/bench_engine.py`` times both).
 
 Eigen-solver choice: scipy's ``eigsh`` (ARPACK's implicitly restarted Lanczos) on a
 ``LinearOperator`` wrapping those HVPs, in float64 (the HVP itself runs in the model's dtype).

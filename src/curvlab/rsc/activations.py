@@ -1,4 +1,7 @@
-"""Smooth activations phi with closed-form derivatives phi' (Assumption 1 of the RSC paper)."""
+"""Activations phi with closed-form derivatives phi' (for DeepMLP's closed forms) and their
+``torch.nn`` modules (for any other model). Assumption 1 of the RSC paper asks for a smooth phi
+(Lipschitz, with Lipschitz phi' and bounded phi''): relu is listed only so that configs naming it
+can be refused where the Hessian matters (``smooth`` is False)."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 
 @dataclass(frozen=True)
@@ -17,6 +20,8 @@ class Activation:
     name: str
     phi: Callable[[Tensor], Tensor]
     dphi: Callable[[Tensor, Tensor], Tensor]
+    module: type[nn.Module]  # the same phi as a layer
+    smooth: bool = True  # twice differentiable with bounded phi'' (Assumption 1)
 
 
 def _gelu_grad(z: Tensor, _: Tensor) -> Tensor:
@@ -25,11 +30,18 @@ def _gelu_grad(z: Tensor, _: Tensor) -> Tensor:
     return cdf + z * pdf
 
 
+def _silu_grad(z: Tensor, _: Tensor) -> Tensor:
+    s = torch.sigmoid(z)
+    return s * (1.0 + z * (1.0 - s))
+
+
 ACTIVATIONS: dict[str, Activation] = {
-    "tanh": Activation("tanh", torch.tanh, lambda z, a: 1.0 - a * a),
-    "sigmoid": Activation("sigmoid", torch.sigmoid, lambda z, a: a * (1.0 - a)),
-    "softplus": Activation("softplus", torch.nn.functional.softplus, lambda z, a: torch.sigmoid(z)),
-    "gelu": Activation("gelu", torch.nn.functional.gelu, _gelu_grad),
+    "tanh": Activation("tanh", torch.tanh, lambda z, a: 1.0 - a * a, nn.Tanh),
+    "sigmoid": Activation("sigmoid", torch.sigmoid, lambda z, a: a * (1.0 - a), nn.Sigmoid),
+    "softplus": Activation("softplus", nn.functional.softplus, lambda z, a: torch.sigmoid(z), nn.Softplus),
+    "gelu": Activation("gelu", nn.functional.gelu, _gelu_grad, nn.GELU),
+    "silu": Activation("silu", nn.functional.silu, _silu_grad, nn.SiLU),
+    "relu": Activation("relu", torch.relu, lambda z, a: (z > 0).to(z.dtype), nn.ReLU, smooth=False),
 }
 
 

@@ -6,7 +6,10 @@ from dataclasses import dataclass
 
 from omegaconf import MISSING, SI, DictConfig
 
+from curvlab.rsc.activations import ACTIVATIONS
 from curvlab.rsc.checks import check_specs
+from curvlab.rsc.nets import NORMS
+from curvlab.run.errors import ConfigError
 from curvlab.run.schema import TrainerConfig
 from curvlab.run.validate import choice, integer, number
 
@@ -14,9 +17,33 @@ from curvlab.run.validate import choice, integer, number
 @dataclass
 class MLPConfig:
     module: str = "rsc"  # the LightningModule that trains it (curvlab.tasks.TASKS)
+    _target_: str = "curvlab.rsc.model.DeepMLP"
+    _partial_: bool = True  # in_dim and out_dim come from the data
     width: int = 512
     depth: int = 3
     activation: str = "tanh"
+    allow_nonsmooth: bool = False  # let a non-smooth activation (relu) run the Hessian checks anyway
+
+
+@dataclass
+class ConvNetConfig:
+    module: str = "rsc"
+    _target_: str = "curvlab.rsc.nets.ConvNet"
+    _partial_: bool = True
+    width: int = 16  # channels of the first convolution (the second has twice as many)
+    activation: str = "tanh"
+    allow_nonsmooth: bool = False
+
+
+@dataclass
+class ResNetConfig(ConvNetConfig):
+    _target_: str = "curvlab.rsc.nets.ResNet"
+    norm: str = "group"  # group | none
+
+
+@dataclass
+class TorchInitConfig:
+    name: str = "torch"  # the module's own (PyTorch default) initialization, seeded by ``seed``
 
 
 @dataclass
@@ -52,6 +79,9 @@ class RSCInitConfig:
 
 SCHEMAS: dict[tuple[str | None, str], type] = {
     ("model", "mlp_schema"): MLPConfig,
+    ("model", "convnet_schema"): ConvNetConfig,
+    ("model", "resnet_schema"): ResNetConfig,
+    ("init", "torch_schema"): TorchInitConfig,
     ("data", "images_schema"): ImageDataConfig,
     ("optimizer", "sgd_schema"): SGDConfig,
     ("trainer", "gd_schema"): GDTrainerConfig,
@@ -59,12 +89,29 @@ SCHEMAS: dict[tuple[str | None, str], type] = {
 }
 
 
+# checks whose numbers need phi'' (the Hessian): a non-smooth activation makes them meaningless
+HESSIAN_CHECKS = ("hessian", "restricted_curvature")
+PAPER_MLP = "curvlab.rsc.model.DeepMLP"
+
+
 def validate(cfg: DictConfig) -> None:
-    """Value ranges of an RSC config and the options of its geometry checks."""
-    for key in ("model.width", "model.depth", "data.n"):
+    """Value ranges of an RSC config, the options of its geometry checks, and whether they apply."""
+    for key in ("model.width", "data.n") + (("model.depth",) if "depth" in cfg.model else ()):
         integer(cfg, key)
+    choice(cfg, "model.activation", tuple(ACTIVATIONS))
     number(cfg, "optimizer.lr", 0.0, strict=True)
     number(cfg, "trainer.loss_tol", 0.0, strict=False)
     number(cfg, "trainer.diverge_loss", 0.0, strict=True)
-    choice(cfg, "init.name", ("rsc", "gaussian"))
-    check_specs(cfg.get("checks"))
+    if "norm" in cfg.model:
+        choice(cfg, "model.norm", NORMS)
+    paper_mlp = cfg.model._target_ == PAPER_MLP
+    choice(cfg, "init.name", ("rsc", "gaussian") if paper_mlp else ("torch",))
+    specs = check_specs(cfg.get("checks"))
+    if specs and not paper_mlp:
+        raise ConfigError(f"checks run on model=mlp (DeepMLP) only for now; model {cfg.model._target_} "
+                          "trains with ||g_bar_t|| logged every step: use checks=none")
+    hessian = [s.name for s in specs if s.name in HESSIAN_CHECKS]
+    if hessian and not ACTIVATIONS[cfg.model.activation].smooth and not cfg.model.allow_nonsmooth:
+        raise ConfigError(f"model.activation={cfg.model.activation} is not smooth, so the Hessian checks "
+                          f"({', '.join(hessian)}) measure nothing the RSC paper bounds; pick one of "
+                          f"{', '.join(n for n, a in ACTIVATIONS.items() if a.smooth)} or set model.allow_nonsmooth=true")

@@ -14,8 +14,10 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from curvlab.geometry.functional import FunctionalModel
+from curvlab.geometry.gradients import loss_grad_and_gbar as generic_loss_grad_and_gbar
 from curvlab.rsc.model import DeepMLP, mlp_forward, square_loss
 
 
@@ -100,3 +102,19 @@ def loss_grad_and_gbar(model: DeepMLP, x: Tensor, y: Tensor) -> FusedGrads:
             both, _ = backprop(model, cache, torch.stack([c, torch.full_like(c, 1.0 / (n * k))]))
             grad, gbar = [g[0] for g in both], [g[1] for g in both]
     return FusedGrads(loss, cache.out, grad, gbar)
+
+
+def functional(model: nn.Module) -> FunctionalModel:
+    """Any model as a function of its flat theta; DeepMLP's theta in the paper's order (eq. 2)."""
+    return FunctionalModel.of(model, model.params() if isinstance(model, DeepMLP) else None)
+
+
+def fused_grads(model: nn.Module, x: Tensor, y: Tensor) -> FusedGrads:
+    """Square loss, its gradient and g_bar_t of any model, per parameter of :func:`functional`'s order:
+    DeepMLP's closed form, else the generic engine's one forward and one batched VJP
+    (:func:`curvlab.geometry.gradients.loss_grad_and_gbar`)."""
+    if isinstance(model, DeepMLP):
+        return loss_grad_and_gbar(model, x, y)
+    fm = functional(model)
+    g = generic_loss_grad_and_gbar(fm, fm.theta(), x, y, square_loss)
+    return FusedGrads(g.loss, g.out, fm.unflatten(g.grad), fm.unflatten(g.gbar))

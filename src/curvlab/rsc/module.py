@@ -19,20 +19,21 @@ from typing import Any
 
 import lightning as L
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
 from curvlab.rsc.callback import GeometryCallback
 from curvlab.rsc.checks import CheckContext
 from curvlab.rsc.data import load_images
-from curvlab.rsc.gbar import FusedGrads, loss_grad_and_gbar
+from curvlab.rsc.gbar import FusedGrads, functional, fused_grads
 from curvlab.rsc.init import normal_init, rsc_init
-from curvlab.rsc.model import DeepMLP
 from curvlab.run.instantiate import safe_instantiate
 from curvlab.run.loggers import log_row
 from curvlab.run.store import COMPLETED, CONVERGED, DIVERGED, STOPPED
 from curvlab.run.values import resolve_dtype
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
+NOT_NET_KEYS = ("module", "allow_nonsmooth")  # model keys that are not the network's arguments
 
 
 def _norm(ts: list[torch.Tensor]) -> torch.Tensor:
@@ -51,7 +52,7 @@ def is_diverged(loss: float, bound: float) -> bool:
 class RSCModule(L.LightningModule):
     def __init__(
         self,
-        model: DeepMLP,
+        model: nn.Module,
         x: torch.Tensor,
         y: torch.Tensor,
         optimizer: OptimizerFactory,
@@ -75,7 +76,11 @@ class RSCModule(L.LightningModule):
         self._fused: tuple[int, FusedGrads] | None = None  # (step, fused pass at that step's iterate)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return self.optimizer(self.model.params())
+        return self.optimizer(self.params())
+
+    def params(self) -> list[nn.Parameter]:
+        """theta's blocks in order (the paper's for DeepMLP), the parameters GD updates."""
+        return functional(self.model).params()
 
     @property
     def lr(self) -> float:
@@ -93,12 +98,12 @@ class RSCModule(L.LightningModule):
 
     def on_train_start(self) -> None:
         self._max_steps = self.trainer.max_steps
-        self._theta0 = [p.detach().clone() for p in self.model.params()]
+        self._theta0 = [p.detach().clone() for p in self.params()]
 
     def _fused_at(self, step: int) -> FusedGrads:
         """Loss, gradient and g_bar at the current iterate, computed once per step."""
         if self._fused is None or self._fused[0] != step:
-            self._fused = (step, loss_grad_and_gbar(self.model, self.x, self.y))
+            self._fused = (step, fused_grads(self.model, self.x, self.y))
         return self._fused[1]
 
     def check_context(self, final: bool) -> CheckContext | None:
@@ -107,7 +112,7 @@ class RSCModule(L.LightningModule):
         if self._theta0 is None or self.diverged:
             return None
         step = self.global_step
-        fused = loss_grad_and_gbar(self.model, self.x, self.y) if final else self._fused_at(step)
+        fused = fused_grads(self.model, self.x, self.y) if final else self._fused_at(step)
         if not final and is_diverged(fused.loss.item(), self.diverge_loss):
             return None
         return CheckContext(self.model, self.x, self.y, step, fused, self._theta0, self.lr, final)
@@ -136,7 +141,7 @@ class RSCModule(L.LightningModule):
             self.trainer.should_stop = True
             return
         opt = self.optimizers()
-        for p, g in zip(self.model.params(), fused.grad):
+        for p, g in zip(self.params(), fused.grad):
             p.grad = g
         opt.step()
 
@@ -159,13 +164,13 @@ def build(cfg: DictConfig) -> tuple[RSCModule, list[L.Callback]]:
     data = load_images(dc.name, dc.n, dc.seed, dc.target, dc.root, dc.download,
                        duplicates=dc.duplicates, duplicate_noise=dc.duplicate_noise)
     x, y = data.x.to(dtype), data.y.to(dtype)
-    mc = cfg.model
-    model = DeepMLP(x.shape[1], mc.width, mc.depth, y.shape[1], mc.activation).to(dtype)
+    net = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k not in NOT_NET_KEYS}
+    model = safe_instantiate(net, base=nn.Module)(in_dim=x.shape[1], out_dim=y.shape[1]).to(dtype)
     gen = torch.Generator().manual_seed(cfg.seed)
     if cfg.init.name == "rsc":
         rsc_init(model, cfg.init.sigma1, gen)
-    else:  # gaussian (validation allows no other)
-        normal_init(model, cfg.init.std, gen)
+    elif cfg.init.name == "gaussian":
+        normal_init(model, cfg.init.std, gen)  # "torch": the module's own init, seeded by seed_everything
     optimizer = safe_instantiate(cfg.optimizer, base=torch.optim.Optimizer)
     module = RSCModule(model, x, y, optimizer, loss_tol=cfg.trainer.loss_tol, diverge_loss=cfg.trainer.diverge_loss)
     callbacks: list[L.Callback] = [GeometryCallback(dict(cfg.checks))] if cfg.get("checks") else []

@@ -13,7 +13,7 @@ anything is built from it:
    in its MRO is one that starts a process or thread (:data:`PROCESS_CLASSES`), wherever it lives;
 4. it is a subclass of what its config group builds (:data:`GROUP_BASES`: a ``callbacks`` entry is a
    Lightning ``Callback``, an ``optimizer`` a torch ``Optimizer`` or the recovery paper's batched
-   GD); a ``_target_`` outside those groups is refused.
+   GD, a ``model`` an ``nn.Module``); a ``_target_`` outside those groups is refused.
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ PROCESS_CLASSES = (
 GROUP_BASES: dict[str, tuple[str, ...]] = {
     "callbacks": ("lightning.pytorch.callbacks.callback.Callback",),
     "optimizer": ("torch.optim.optimizer.Optimizer", "curvlab.recovery.gd.BatchedGD"),
+    "model": ("torch.nn.modules.module.Module",),
 }
 Bases = type | str | tuple[type | str, ...] | None
 
