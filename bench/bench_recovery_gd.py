@@ -24,9 +24,9 @@ import time
 
 import torch
 
-from curvlab.recovery.teacher import sample_teacher
 from curvlab.recovery import gd, losses
 from curvlab.recovery.init import local_init
+from curvlab.recovery.teacher import sample_teacher
 
 
 def fp64_flop_limit(size: int = 3000, reps: int = 3) -> float:

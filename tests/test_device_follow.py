@@ -18,13 +18,13 @@ from curvlab.rsc.callback import GeometryCallback
 from curvlab.rsc.checks import CheckContext
 from curvlab.rsc.init import rsc_init
 
-from curvlab.rsc.model import FlatMLP
 from curvlab.geometry.flat import flatten
-from curvlab.rsc.lipschitz import predictor_gradient_norms
-from curvlab.rsc.ntk import empirical_ntk
+from curvlab.geometry.functional import FunctionalModel
 from curvlab.geometry.spectral import hvp_operator
 from curvlab.rsc.gbar import loss_grad_and_gbar
-from curvlab.rsc.model import DeepMLP
+from curvlab.rsc.lipschitz import predictor_gradient_norms
+from curvlab.rsc.model import DeepMLP, square_loss
+from curvlab.rsc.ntk import empirical_ntk
 
 META = torch.device("meta")
 
@@ -56,8 +56,8 @@ def test_fused_gradients_and_ntk_stay_on_the_input_device(k):
 
 def test_hessian_vector_products_stay_on_the_input_device():
     model, x, y = _meta_setup(1)
-    flat, theta = FlatMLP.of(model), flatten(model.params())
-    for fun in (flat.loss_fn(x, y), lambda th: flat.predict_one(th, x[0])):
+    flat, theta = FunctionalModel.of(model, model.params()), flatten(model.params())
+    for fun in (flat.loss_fn(square_loss, x, y), lambda th: flat(th, x[0][None])[0, 0]):
         assert hvp_operator(fun, theta)(torch.empty_like(theta)).device == META
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from conftest import CONF, compose_cfg
 
-from curvlab.run.store import FINISHED
 from curvlab.run.fit import run
+from curvlab.run.store import FINISHED
 
 TINY_RSC = ["model.width=8", "data.n=32", "trainer.max_steps=2"]
 TINY_RECOVERY = ["data.n=200", "data.sets=2", "init.inits=2", "trainer.max_steps=3"]

@@ -75,14 +75,14 @@ def test_all_geometry_checks_run_and_agree(k):
 
 
 def test_restricted_curvature_without_hessian_computes_its_own_beta():
-    from curvlab.rsc.model import FlatMLP
-    from curvlab.geometry.flat import flatten
+    from curvlab.geometry.functional import FunctionalModel
     from curvlab.geometry.spectral import loss_hessian_extremes
+    from curvlab.rsc.model import square_loss
 
     ctx = _ctx(step=7)
     out = GeometryCallback({"restricted_curvature": {"every": 1, "dtype": "float64", "tol": 1e-10}}).measure(ctx)
-    top, _ = loss_hessian_extremes(FlatMLP.of(ctx.model).loss_fn(ctx.x, ctx.y), flatten(ctx.model.params()), with_min=False,
-                                   tol=1e-10)
+    fm = FunctionalModel.of(ctx.model, ctx.model.params())
+    top, _ = loss_hessian_extremes(fm.loss_fn(square_loss, ctx.x, ctx.y), fm.theta(), with_min=False, tol=1e-10)
     assert out["check/restricted_curvature/beta"] == pytest.approx(top.value, rel=1e-8)
     assert math.isnan(out["check/restricted_curvature/alpha_hard"])  # no eigenvector at this step
 
@@ -165,3 +165,77 @@ def test_the_geometry_callback_measures_a_users_own_module(tmp_path):
     assert len([v for v in hist["check/ntk/lambda_min"] if not math.isnan(v)]) == 4
     summary = cb.summary()
     assert summary["check_failures"] == {} and summary["final_checks"]["check/distance/spec_max"] > 0
+
+
+def test_every_check_runs_on_a_conv_net_through_the_engine_and_the_hessian_norm_is_the_dense_one():
+    """A model that is not the paper's MLP: no check fails, and the predictor-Hessian norm at x_0 and
+    the NTK identity agree with dense references."""
+    from test_geometry_engine import convnet
+    from torch.func import hessian
+
+    from curvlab.geometry.functional import FunctionalModel
+    from curvlab.rsc.gbar import fused_grads
+
+    net, x, y = convnet(k=1)
+    fm = FunctionalModel.of(net)
+    theta0 = [p.detach().clone() for p in fm.params()]
+    ctx = CheckContext(net, x, y, 0, fused_grads(net, x, y), theta0, lr=0.1)
+    cfg = {name: {"every": 1} for name in CHECKS}
+    cfg["hessian"].update(inputs=1, tol=1e-10, maxiter=2000)
+    cb = GeometryCallback(cfg)
+    out = cb.measure(ctx)
+    assert cb.failures == {} and all(out[f"check/{n}/failed"] == 0.0 for n in CHECKS)
+    H = hessian(lambda th: fm(th, x[:1])[0, 0])(fm.theta())
+    assert out["check/hessian/pred_norm_max"] == pytest.approx(float(torch.linalg.eigvalsh(H).abs().max()), rel=1e-8)
+    assert out["check/ntk/identity_rel_err"] < 1e-12
+    assert math.isnan(out["check/hessian/pred_norm_sqrt_m"])  # this conv net has no width attribute
+
+
+def test_checks_measure_on_a_fixed_seeded_subset_when_asked_to():
+    ctx = _ctx(k=1)
+    cb = GeometryCallback({"ntk": {"every": 1}}, subset=4, subset_seed=3)
+    sub = cb.measured(ctx)
+    idx = torch.randperm(ctx.x.shape[0], generator=torch.Generator().manual_seed(3))[:4]
+    torch.testing.assert_close(sub.x, ctx.x[idx], rtol=0, atol=0)
+    direct = GeometryCallback({"ntk": {"every": 1}}).measure(
+        CheckContext(ctx.model, ctx.x[idx], ctx.y[idx], 0, loss_grad_and_gbar(ctx.model, ctx.x[idx], ctx.y[idx]),
+                     ctx.theta0, ctx.lr))
+    got = cb.measure(sub)
+    assert got["check/ntk/lambda_min"] == direct["check/ntk/lambda_min"]
+    assert got["check/ntk/identity_rel_err"] < 1e-10  # g_bar of the subset, not of all points
+    assert GeometryCallback({}, subset=100).measured(ctx) is ctx  # a subset as large as the data: all of it
+
+
+def _slow(ctx: CheckContext, **_: object) -> dict[str, float]:
+    import time
+
+    time.sleep(0.03)
+    return {"value": 1.0}
+
+
+def test_a_wall_time_budget_skips_due_checks_and_the_summary_reports_the_share(tmp_path, monkeypatch):
+    """A check that costs far more than a step, due every step: with budget 0.2 most due steps are
+    skipped and the share is reported; without a budget none is skipped."""
+    from curvlab.run.fit import run
+
+    monkeypatch.setitem(CHECKS, "test_slow", _slow)
+    base = ["logger=csv", "model.width=8", "model.depth=2", "data.n=16", "trainer.max_steps=30", "optimizer.lr=1.0",
+            "trainer.loss_tol=0", "progress_bar=false", "threads=1", "+checks.test_slow.every=1"]
+    capped = run(_compose(base + ["geometry.budget=0.2"]), tmp_path / "capped")
+    assert capped["status"] == "completed" and capped["checks_skipped"] > 0 and 0 < capped["check_share"] < 1
+    ran = [v for v in read_history(tmp_path / "capped" / "metrics.csv")["check/test_slow/value"] if not math.isnan(v)]
+    assert len(ran) + capped["checks_skipped"] == 30 + 1  # every due step, measured or skipped, and the end
+    free = run(_compose(base + ["geometry.subset=8"]), tmp_path / "free")
+    assert free["checks_skipped"] == 0
+
+
+@pytest.mark.parametrize("override,message", [
+    ("geometry.budget=0", "geometry.budget must be a share of the wall time in (0, 1] or null, got 0.0"),
+    ("geometry.subset=0", "geometry.subset must be a positive integer, got 0"),
+])
+def test_bad_geometry_settings_fail_before_training(override, message):
+    from curvlab.run.errors import ConfigError
+    from curvlab.tasks import validate
+
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        validate(_compose(["model.width=8", "data.n=16", override]))

@@ -20,9 +20,10 @@ from curvlab.geometry.curvature import (
     step_curvature,
 )
 from curvlab.geometry.distances import ball_distances
-from curvlab.rsc.model import FlatMLP
 from curvlab.geometry.flat import flatten
+from curvlab.geometry.functional import FunctionalModel
 from curvlab.rsc.gbar import loss_grad_and_gbar
+from curvlab.rsc.model import square_loss
 from geometry_helpers import tiny
 
 F64 = dict(dtype=torch.float64)
@@ -88,9 +89,9 @@ def test_quadratic_secant_is_the_quadratic_form():
 def test_mlp_secant_curvature_matches_dense_hessian_for_small_radius():
     """Finite differences: for ||u|| -> 0 the secant curvature tends to u^T grad^2 L u / ||u||^2."""
     model, x, y = tiny(k=2, depth=2, n=8)
-    fl = FlatMLP.of(model)
+    fl = FunctionalModel.of(model, model.params())
     theta = flatten(model.params())
-    loss = fl.loss_fn(x, y)
+    loss = fl.loss_fn(square_loss, x, y)
     fused = loss_grad_and_gbar(model, x, y)
     g, gbar = flatten(fused.grad), flatten(fused.gbar)
     H = hessian(loss)(theta)

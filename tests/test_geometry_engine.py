@@ -154,3 +154,35 @@ def test_ntk_of_a_conv_net_chunked_and_matrix_free_equal_the_brute_force_jacobia
         gbar = loss_grad_and_gbar(fm, theta, x, y, square_loss).gbar
         assert stats["gbar_sq"] == pytest.approx(float(gbar.pow(2).sum()), rel=1e-12)
     assert math.isfinite(stats["matvecs"])
+
+
+def test_generic_lipschitz_norms_equal_the_mlp_closed_form_and_a_conv_nets_jacobians():
+    from curvlab.geometry.gradients import predictor_gradient_norms
+    from curvlab.rsc.lipschitz import predictor_gradient_norms as closed
+
+    model, x, _ = tiny(k=3, n=7, depth=3)
+    fm = FunctionalModel.of(model, model.params())
+    for got, ref in zip(predictor_gradient_norms(fm, fm.theta(), x, chunk=3), closed(model, x)):
+        torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-14)
+    net, xc, _ = convnet(k=2)
+    fm = FunctionalModel.of(net)
+    theta = fm.theta()
+    gt, gx = predictor_gradient_norms(fm, theta, xc, chunk=2)
+    J = jacrev(lambda th: fm(th, xc))(theta)  # (n, k, p)
+    torch.testing.assert_close(gt, J.norm(dim=-1).T, rtol=1e-12, atol=1e-15)
+    Jx = torch.stack([jacrev(lambda xi: fm(theta, xi[None])[0])(xi) for xi in xc])  # (n, k, 1, 6, 6)
+    torch.testing.assert_close(gx, Jx.flatten(2).norm(dim=-1).T, rtol=1e-12, atol=1e-15)
+
+
+def test_layer_distances_read_a_conv_kernel_as_its_matrix():
+    from curvlab.geometry.distances import layer_distances
+
+    net, _, _ = convnet()
+    fm = FunctionalModel.of(net)
+    p0 = [p.detach().clone() for p in fm.params()]
+    moved = [p + 0.01 * torch.randn_like(p) for p in p0]
+    d = layer_distances(fm.names, moved, p0)
+    conv = (moved[0] - p0[0]).reshape(3, -1)  # (out, in kh kw) = (3, 9)
+    assert d["spec/0.weight"] == pytest.approx(float(torch.linalg.svdvals(conv)[0]), rel=1e-12)
+    assert "spec/0.bias" not in d and d["euclid"] == pytest.approx(float(flatten(moved).sub(flatten(p0)).norm()))
+    assert d["spec_max"] == max(v for k, v in d.items() if k.startswith("spec/"))

@@ -6,21 +6,21 @@ import pytest
 import torch
 from torch.func import jacrev, vmap
 
-from curvlab.rsc.data import duplicate_rows
-from curvlab.rsc.model import FlatMLP
 from curvlab.geometry.flat import flatten
-from curvlab.rsc.lipschitz import predictor_gradient_norms
+from curvlab.geometry.functional import FunctionalModel
 from curvlab.geometry.ntk import ntk_stats
-from curvlab.rsc.ntk import empirical_ntk
+from curvlab.rsc.data import duplicate_rows
 from curvlab.rsc.gbar import loss_grad_and_gbar
+from curvlab.rsc.lipschitz import predictor_gradient_norms
+from curvlab.rsc.ntk import empirical_ntk
 from geometry_helpers import tiny
 
 
 def per_sample_jacobian(model, x):
     """J[i, h, :] = grad_theta f_h(theta; x_i), shape (n, k, p)."""
-    fl = FlatMLP.of(model)
+    fl = FunctionalModel.of(model, model.params())
     theta = flatten(model.params())
-    return vmap(lambda xi: jacrev(lambda th: fl.predict(th, xi[None])[0])(theta))(x)
+    return vmap(lambda xi: jacrev(lambda th: fl(th, xi[None])[0])(theta))(x)
 
 
 @pytest.mark.parametrize("k,depth", [(1, 2), (1, 3), (3, 2)])
@@ -77,7 +77,7 @@ def test_predictor_gradient_norms_match_jacobians(k):
     gt, gx = predictor_gradient_norms(model, x)
     J = per_sample_jacobian(model, x)  # (n, k, p)
     torch.testing.assert_close(gt, J.norm(dim=2).T)
-    fl = FlatMLP.of(model)
+    fl = FunctionalModel.of(model, model.params())
     theta = flatten(model.params())
-    Jx = vmap(jacrev(lambda xi: fl.predict(theta, xi[None])[0]))(x)  # (n, k, d)
+    Jx = vmap(jacrev(lambda xi: fl(theta, xi[None])[0]))(x)  # (n, k, d)
     torch.testing.assert_close(gx, Jx.norm(dim=2).T)

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch.func import hessian
 
-from curvlab.rsc.model import FlatMLP
 from curvlab.geometry.flat import flatten
+from curvlab.geometry.functional import FunctionalModel
 from curvlab.geometry.spectral import (
     extreme_eigenvalues,
     hvp_operator,
@@ -19,6 +19,7 @@ from curvlab.geometry.spectral import (
     operator_norm,
 )
 from curvlab.rsc.gbar import loss_grad_and_gbar
+from curvlab.rsc.model import square_loss
 from geometry_helpers import tiny
 
 TIGHT = dict(tol=1e-10, maxiter=2000, ncv=20)
@@ -26,13 +27,13 @@ TIGHT = dict(tol=1e-10, maxiter=2000, ncv=20)
 
 def test_flat_view_matches_model_and_fused_gradient():
     model, x, y = tiny(k=3)
-    fl = FlatMLP.of(model)
+    fl = FunctionalModel.of(model, model.params())
     theta = flatten(model.params())
     assert theta.numel() == sum(p.numel() for p in model.params())
-    torch.testing.assert_close(fl.predict(theta, x), model(x))
+    torch.testing.assert_close(fl(theta, x), model(x))
     fused = loss_grad_and_gbar(model, x, y)
-    torch.testing.assert_close(fl.loss(theta, x, y), fused.loss)
-    g = torch.func.grad(fl.loss_fn(x, y))(theta)
+    torch.testing.assert_close(square_loss(fl(theta, x), y), fused.loss)
+    g = torch.func.grad(fl.loss_fn(square_loss, x, y))(theta)
     torch.testing.assert_close(g, torch.cat([t.reshape(-1) for t in fused.grad]))
     for a, b in zip(fl.unflatten(theta), model.params()):
         assert torch.equal(a, b.detach())
@@ -40,10 +41,10 @@ def test_flat_view_matches_model_and_fused_gradient():
 
 def test_hvp_matches_dense_hessian():
     model, x, y = tiny()
-    fl = FlatMLP.of(model)
+    fl = FunctionalModel.of(model, model.params())
     theta = flatten(model.params())
-    H = hessian(fl.loss_fn(x, y))(theta)
-    op = hvp_operator(fl.loss_fn(x, y), theta)
+    H = hessian(fl.loss_fn(square_loss, x, y))(theta)
+    op = hvp_operator(fl.loss_fn(square_loss, x, y), theta)
     for s in range(3):
         v = torch.randn(theta.shape, generator=torch.Generator().manual_seed(s), dtype=theta.dtype)
         torch.testing.assert_close(op(v), H @ v)
@@ -52,10 +53,10 @@ def test_hvp_matches_dense_hessian():
 @pytest.mark.parametrize("k,depth", [(1, 2), (2, 3)])
 def test_loss_hessian_extremes_match_dense(k, depth):
     model, x, y = tiny(k=k, depth=depth)
-    fl = FlatMLP.of(model)
+    fl = FunctionalModel.of(model, model.params())
     theta = flatten(model.params())
-    ev = torch.linalg.eigvalsh(hessian(fl.loss_fn(x, y))(theta))
-    top, low = loss_hessian_extremes(fl.loss_fn(x, y), theta, **TIGHT)
+    ev = torch.linalg.eigvalsh(hessian(fl.loss_fn(square_loss, x, y))(theta))
+    top, low = loss_hessian_extremes(fl.loss_fn(square_loss, x, y), theta, **TIGHT)
     assert top.converged and low.converged
     assert top.value == pytest.approx(float(ev[-1]), rel=1e-8)
     assert low.value == pytest.approx(float(ev[0]), rel=1e-6, abs=1e-9 * float(ev[-1]))
@@ -65,12 +66,12 @@ def test_loss_hessian_extremes_match_dense(k, depth):
 @pytest.mark.parametrize("k,output", [(1, 0), (3, 2)])
 def test_predictor_hessian_norm_matches_dense(k, output):
     model, x, y = tiny(k=k)
-    fl = FlatMLP.of(model)
+    fl = FunctionalModel.of(model, model.params())
     theta = flatten(model.params())
     for i in range(2):
-        H = hessian(lambda th: fl.predict_one(th, x[i], output))(theta)
+        H = hessian(lambda th: fl(th, x[i][None])[0, output])(theta)
         ref = float(torch.linalg.matrix_norm(H, ord=2))
-        r = predictor_hessian_norm(lambda th: fl.predict_one(th, x[i], output), theta, **TIGHT)
+        r = predictor_hessian_norm(lambda th: fl(th, x[i][None])[0, output], theta, **TIGHT)
         assert abs(r.value) == pytest.approx(ref, rel=1e-8)
 
 
@@ -78,7 +79,7 @@ def test_depth1_predictor_hessian_closed_form():
     """f = v^T tanh(W x / sqrt(d)) / sqrt(m): d2f/dW_j dW_j = v_j phi''(z_j) x x^T / (d sqrt m),
     d2f/dW_j dv_j = phi'(z_j) x / sqrt(d m), d2f/dv2 = 0 (all other blocks vanish)."""
     model, x, _ = tiny(d=4, m=5, depth=1)
-    fl = FlatMLP.of(model)
+    fl = FunctionalModel.of(model, model.params())
     theta = flatten(model.params())
     W, v = model.weights[0].detach(), model.head.detach()[0]
     m, d = W.shape
@@ -93,8 +94,8 @@ def test_depth1_predictor_hessian_closed_form():
         H[blk, blk] = v[j] * d2[j] * torch.outer(xi, xi) / (d * math.sqrt(m))
         H[blk, m * d + j] = d1[j] * xi / math.sqrt(d * m)
         H[m * d + j, blk] = d1[j] * xi / math.sqrt(d * m)
-    torch.testing.assert_close(hessian(lambda th: fl.predict_one(th, xi))(theta), H)
-    r = predictor_hessian_norm(lambda th: fl.predict_one(th, xi), theta, **TIGHT)
+    torch.testing.assert_close(hessian(lambda th: fl(th, xi[None])[0, 0])(theta), H)
+    r = predictor_hessian_norm(lambda th: fl(th, xi[None])[0, 0], theta, **TIGHT)
     assert abs(r.value) == pytest.approx(float(torch.linalg.matrix_norm(H, ord=2)), rel=1e-8)
 
 

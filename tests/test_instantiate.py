@@ -11,9 +11,9 @@ import torch
 from conftest import compose_cfg, run_cli
 from omegaconf import OmegaConf
 
+from curvlab.run.fit import make_callbacks, run
 from curvlab.run.instantiate import UnsafeTargetError, check_target, safe_instantiate
 from curvlab.run.store import finished_summary
-from curvlab.run.fit import make_callbacks, run
 
 BASE = ["logger=csv", "data.n=32", "model.width=8", "progress_bar=false", "data.root=data_cache"]
 

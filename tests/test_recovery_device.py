@@ -16,12 +16,12 @@ from torch.utils import _pytree as pytree
 
 from fake_device import CPU, META, fake_device
 
-from curvlab.recovery.teacher import sample_teacher
-from curvlab.run.fit import full_batch_loader
-from curvlab.recovery.module import RecoveryModule
 from curvlab.recovery import gd, hessian, losses, metrics
 from curvlab.recovery.init import gaussian_init, local_init
+from curvlab.recovery.module import RecoveryModule
+from curvlab.recovery.teacher import sample_teacher
 from curvlab.recovery.tensor_init import empirical_p2, empirical_r3, subspace, tensor_init
+from curvlab.run.fit import full_batch_loader
 
 
 @pytest.fixture(autouse=True)

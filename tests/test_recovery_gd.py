@@ -7,9 +7,9 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 import pytest
 import torch
 
-from curvlab.recovery.teacher import sample_teacher
 from curvlab.recovery import gd, losses
 from curvlab.recovery.init import local_init
+from curvlab.recovery.teacher import sample_teacher
 
 
 def _setup(kind, S=4, L=5, n=300, d=12, K=3, radius=0.3, seed=0):

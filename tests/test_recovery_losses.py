@@ -8,8 +8,8 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 import pytest
 import torch
 
-from curvlab.recovery.teacher import sample_teacher, teacher_output
 from curvlab.recovery import losses
+from curvlab.recovery.teacher import sample_teacher, teacher_output
 
 
 def _points(td, P, scale, seed=3):

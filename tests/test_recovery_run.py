@@ -8,11 +8,11 @@ import pytest
 import torch
 from conftest import compose_cfg, run_cli
 
-from curvlab.recovery.teacher import sample_teacher
 from curvlab.recovery import gd, metrics
 from curvlab.recovery.init import local_init
-from curvlab.run.store import load_runs
+from curvlab.recovery.teacher import sample_teacher
 from curvlab.run.fit import run
+from curvlab.run.store import load_runs
 
 TINY = ["data.d=6", "data.sets=3", "init.inits=3", "trainer.max_steps=60", "progress_bar=false", "logger=csv"]
 

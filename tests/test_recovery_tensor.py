@@ -8,9 +8,9 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 import pytest
 import torch
 
-from curvlab.recovery.teacher import sample_teacher
 from curvlab.recovery import gd, tensor_init as ti
 from curvlab.recovery.init import local_init
+from curvlab.recovery.teacher import sample_teacher
 
 
 def _errors(kind, d, K, ns, scale, seed=0, S=6, **kw):

@@ -12,8 +12,8 @@ import torch
 from conftest import ROOT, compose_cfg, run_cli
 
 import curvlab.rsc.module as rsc
-from curvlab.run.store import load_runs
 from curvlab.run.fit import run
+from curvlab.run.store import load_runs
 
 SWEEP = ["curvlab.train", "-m", "experiment=fig1_mnist", "data=mnist_offline", "data.n=64", "model.width=8,16",
          "seed=0,1", "optimizer.lr=2", "progress_bar=false", "logger=csv", "hydra.launcher.n_jobs=2"]

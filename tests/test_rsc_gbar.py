@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch.func import functional_call, jacrev, vmap
 
-from curvlab.rsc.init import rsc_init
 from curvlab.rsc.gbar import loss_grad_and_gbar
+from curvlab.rsc.init import rsc_init
 from curvlab.rsc.model import square_loss
 from curvlab.rsc.model import DeepMLP
 

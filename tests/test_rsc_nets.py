@@ -50,7 +50,6 @@ def test_each_net_trains_by_gd_with_gbar_logged(model, tmp_path):
         (["model.activation=relu", "checks=default"],
          "model.activation=relu is not smooth, so the Hessian checks (hessian, restricted_curvature) measure nothing"),
         (["model.activation=relu6"], "model.activation must be one of tanh, sigmoid, softplus, gelu, silu, relu"),
-        (["model=convnet", "init=torch", "checks=default"], "checks run on model=mlp (DeepMLP) only for now"),
         (["model=resnet"], "init.name must be one of torch, got 'rsc'"),
         (["init=torch"], "init.name must be one of rsc, gaussian, got 'torch'"),
         (["model=resnet", "init=torch", "model.norm=batch"], "model.norm must be one of group, none, got 'batch'"),

@@ -5,8 +5,8 @@ import math
 
 from conftest import compose_cfg
 
-from curvlab.run.store import read_history
 from curvlab.run.fit import run
+from curvlab.run.store import read_history
 
 BASE = ["logger=csv", "data.n=64", "model.width=16", "progress_bar=false", "data.root=data_cache"]
 

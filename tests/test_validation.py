@@ -4,9 +4,9 @@ a multirun checks every job of its grid before launching any."""
 import pytest
 from conftest import compose_cfg, run_cli
 
-from curvlab.tasks import validate
 from curvlab.run.errors import ConfigError
 from curvlab.run.fit import run
+from curvlab.tasks import validate
 
 TINY = ["logger=csv", "data.n=32", "model.width=8", "trainer.max_steps=2", "progress_bar=false"]
 RECOVERY = ["experiment=fig3a_fcn_success", "logger=csv", "progress_bar=false", "data.d=4", "data.sets=1"]

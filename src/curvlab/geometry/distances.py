@@ -6,11 +6,15 @@
   iterates stay inside the ball, which Remark 5.4 says can be verified empirically — this does.
 * The Euclidean ball B^Euc_rho(theta_0) (eq. 4) of Liu et al., ||theta_t - theta_0||_2, and the
   layerwise Frobenius norms, for comparison: the spectral ball is much larger.
+
+:func:`ball_distances` reads the paper's layout (W^(1..L), then V); :func:`layer_distances` any
+model's named weight tensors.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -54,4 +58,22 @@ def ball_distances(params: list[Tensor], params0: list[Tensor]) -> dict[str, flo
     out["spec_max"] = max(spec)
     out["euclid"] = math.sqrt(total)
     out["spec_over_sqrt_m"] = max(spec) / math.sqrt(head.shape[1])
+    return out
+
+
+@torch.no_grad()
+def layer_distances(names: Sequence[str], params: Sequence[Tensor], params0: Sequence[Tensor]) -> dict[str, float]:
+    """Distances to theta_0 of any model: for each weight tensor (2 or more dimensions; a conv kernel
+    as the (out, in kh kw) matrix it multiplies with) its spectral distance ``spec/<name>``, their
+    maximum ``spec_max``, and ``euclid`` = ||theta_t - theta_0||_2 over all parameters."""
+    out: dict[str, float] = {}
+    total = 0.0
+    for name, p, p0 in zip(names, params, params0):
+        diff = (p - p0).to(torch.float64)
+        total += float(diff.pow(2).sum())
+        if diff.dim() >= 2:
+            out[f"spec/{name}"] = spectral_norm(diff.reshape(diff.shape[0], -1))
+    specs = [v for k, v in out.items() if k.startswith("spec/")]
+    out["spec_max"] = max(specs) if specs else math.nan
+    out["euclid"] = math.sqrt(total)
     return out

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torch.func import grad, vjp, vmap
+from torch.func import grad, jacrev, vjp, vmap
 
 from curvlab.geometry.functional import FunctionalModel
 
@@ -38,3 +38,20 @@ def loss_grad_and_gbar(model: FunctionalModel, theta: Tensor, x: Tensor, y: Tens
     c = grad(lambda o: loss(o, y))(out)  # dL/df: in output space, no pass through the network
     (both,) = vmap(vjp_fn)(torch.stack([c, torch.full_like(c, 1.0 / (n * k))]))
     return LossGrads(loss(out, y), out, both[0], both[1])
+
+
+def predictor_gradient_norms(model: FunctionalModel, theta: Tensor, x: Tensor, chunk: int = 64) -> tuple[Tensor, Tensor]:
+    """(||grad_theta f_h(theta; x_i)||, ||grad_x f_h(theta; x_i)||), each (k, n): Lemma 4.1's two
+    Lipschitz constants, from per-sample Jacobians of ``chunk`` inputs at a time."""
+    theta = theta.detach()
+
+    def f(th: Tensor, xi: Tensor) -> Tensor:
+        return model(th, xi[None])[0]
+
+    wrt_theta, wrt_x = [], []
+    for a in range(0, x.shape[0], chunk):
+        xs = x[a:a + chunk]
+        wrt_theta.append(vmap(jacrev(f), in_dims=(None, 0))(theta, xs).norm(dim=-1))  # (c, k)
+        jx = vmap(jacrev(f, argnums=1), in_dims=(None, 0))(theta, xs)  # (c, k, *x.shape[1:])
+        wrt_x.append(jx.flatten(2).norm(dim=-1))
+    return torch.cat(wrt_theta).T.to(torch.float64), torch.cat(wrt_x).T.to(torch.float64)

@@ -44,8 +44,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from curvlab.recovery.teacher import TeacherData, check_kind, patch_size
 from curvlab.recovery import fused, losses
+from curvlab.recovery.teacher import TeacherData, check_kind, patch_size
 
 STATUS_RUNNING, STATUS_CONVERGED, STATUS_CAPPED, STATUS_DIVERGED = 0, 1, 2, 3  # a trial's status codes
 BLOCK_ELEMENTS = 1 << 17  # elements of one block's Z buffer on the CPU: 1 MiB of float64

@@ -8,9 +8,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from curvlab.recovery.teacher import TeacherData
 from curvlab.recovery import losses
 from curvlab.recovery.init import local_init
+from curvlab.recovery.teacher import TeacherData
 
 
 def hessian_extremes(data: TeacherData, W: Tensor, eps: float = losses.DEFAULT_EPS) -> tuple[Tensor, Tensor]:

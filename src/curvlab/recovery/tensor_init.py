@@ -44,9 +44,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from curvlab.recovery.teacher import TeacherData, patch_size
-from curvlab.recovery.init import draw
 from curvlab.recovery.gaussian_integrals import invert_link
+from curvlab.recovery.init import draw
+from curvlab.recovery.teacher import TeacherData, patch_size
 
 
 def _unit(v: Tensor, dim: int = -1) -> Tensor:

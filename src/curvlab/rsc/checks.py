@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from curvlab.geometry import gradients
 from curvlab.geometry.curvature import (
     cone_line_search,
     cone_minimum,
@@ -36,13 +37,13 @@ from curvlab.geometry.curvature import (
     restricted_curvature,
     step_curvature,
 )
-from curvlab.geometry.distances import ball_distances
+from curvlab.geometry.distances import ball_distances, layer_distances
 from curvlab.geometry.flat import flatten
-from curvlab.geometry.ntk import ntk_stats
+from curvlab.geometry.ntk import ntk_gram, ntk_stats
 from curvlab.geometry.spectral import EigResult, loss_hessian_extremes, predictor_hessian_norm
-from curvlab.rsc.gbar import FusedGrads
-from curvlab.rsc.lipschitz import predictor_gradient_norms
-from curvlab.rsc.model import DeepMLP, FlatMLP
+from curvlab.rsc import lipschitz
+from curvlab.rsc.gbar import FusedGrads, functional
+from curvlab.rsc.model import DeepMLP, square_loss
 from curvlab.rsc.ntk import empirical_ntk
 from curvlab.run.errors import ConfigError
 from curvlab.run.values import DTYPES, check_options, require_int
@@ -50,17 +51,24 @@ from curvlab.run.values import DTYPES, check_options, require_int
 
 @dataclass
 class CheckContext:
-    """Everything a check may look at, at iterate theta_t (before the GD update of step t)."""
+    """Everything a check may look at, at iterate theta_t (before the GD update of step t). Any
+    ``nn.Module`` works through the model-agnostic engine; a DeepMLP takes its closed forms."""
 
-    model: DeepMLP
+    model: nn.Module
     x: Tensor
     y: Tensor
     step: int
     fused: FusedGrads  # loss, gradient and g_bar at theta_t
-    theta0: list[Tensor]  # a copy of the initial parameters, model.params() order
+    theta0: list[Tensor]  # a copy of the initial parameters, in curvlab.rsc.gbar.functional's order
     lr: float
     final: bool = False
     cache: dict[str, Any] = field(default_factory=dict)  # results shared by the checks of this iterate
+
+
+    @property
+    def width(self) -> float:
+        """The model's width knob m (``width`` attribute; NaN for a model without one)."""
+        return float(getattr(self.model, "width", math.nan))
 
 
 CheckFn = Callable[..., Mapping[str, float]]
@@ -77,8 +85,8 @@ def _loss_hessian(ctx: CheckContext, with_min: bool, eig: dict[str, Any]) -> tup
     cache = ctx.cache
     if "lambda_max" in cache and (not with_min or "lambda_min" in cache):
         return cache["lambda_max"], cache.get("lambda_min")
-    loss = FlatMLP.of(ctx.model).loss_fn(ctx.x, ctx.y)
-    top, low = loss_hessian_extremes(loss, flatten(ctx.model.params()), with_min=with_min, **eig)
+    fm = functional(ctx.model)
+    top, low = loss_hessian_extremes(fm.loss_fn(square_loss, ctx.x, ctx.y), fm.theta(), with_min=with_min, **eig)
     cache["lambda_max"] = top
     if low is not None:
         cache["lambda_min"] = low
@@ -101,9 +109,9 @@ def hessian_check(
     ``outputs`` (default: all k), and loss-Hessian extremes. ``pred_norm_sqrt_m`` = max norm *
     sqrt(m) estimates c_H of eq. (5); it should stay flat in m if Theorem 4.1's rate is right."""
     eig = {"tol": tol, "maxiter": maxiter, "ncv": ncv, "seed": seed}
-    fl = FlatMLP.of(ctx.model)
-    theta = flatten(ctx.model.params())
-    outs = list(range(fl.out_dim)) if outputs is None else [int(h) for h in outputs]
+    fm = functional(ctx.model)
+    theta = fm.theta()
+    outs = list(range(ctx.fused.out.shape[1])) if outputs is None else [int(h) for h in outputs]
     out: dict[str, float] = {}
     converged = True
     matvecs = 0
@@ -111,13 +119,13 @@ def hessian_check(
         norms = []
         for i in range(min(inputs, ctx.x.shape[0])):
             for h in outs:
-                r = predictor_hessian_norm(lambda th: fl.predict_one(th, ctx.x[i], h), theta, **eig)
+                r = predictor_hessian_norm(lambda th: fm(th, ctx.x[i:i + 1])[0, h], theta, **eig)
                 norms.append(abs(r.value))
                 converged &= r.converged
                 matvecs += r.matvecs
         out["pred_norm_max"] = max(norms)
         out["pred_norm_mean"] = sum(norms) / len(norms)
-        out["pred_norm_sqrt_m"] = max(norms) * math.sqrt(fl.width)
+        out["pred_norm_sqrt_m"] = max(norms) * math.sqrt(ctx.width)
     if loss:
         top, low = _loss_hessian(ctx, loss_min, eig)
         out["loss_lambda_max"] = top.value
@@ -136,7 +144,12 @@ def hessian_check(
 def ntk_check(ctx: CheckContext, *, kind: str = "mean", dtype: str = "float64") -> dict[str, float]:
     """lambda_min(K_ntk) vs ||g_bar||^2; ``identity_rel_err`` compares 1^T K 1 / N^2 with the
     g_bar of the fused gradient pass (two independent computations of the same number)."""
-    K = empirical_ntk(ctx.model, ctx.x, kind=kind, dtype=_dtype(dtype) or torch.float64)
+    dt = _dtype(dtype) or torch.float64
+    if isinstance(ctx.model, DeepMLP):
+        K = empirical_ntk(ctx.model, ctx.x, kind=kind, dtype=dt)
+    else:
+        fm = functional(ctx.model)
+        K = ntk_gram(fm, fm.theta(), ctx.x, kind=kind, dtype=dt)
     stats = ntk_stats(K).as_dict()
     gbar_sq = float(flatten(ctx.fused.gbar).to(torch.float64).pow(2).sum())
     stats["gbar_sq_fused"] = gbar_sq
@@ -169,11 +182,10 @@ def restricted_curvature_check(
     number or ``lanczos`` (lambda_max of the loss Hessian, shared with ``hessian`` through the context's cache).
     ``seed`` is offset by the step so the sampled directions differ from step to step."""
     dt = _dtype(dtype) or ctx.x.dtype
-    fl = FlatMLP.of(ctx.model)
-    theta = flatten(ctx.model.params()).to(dt)
+    fm = functional(ctx.model)
+    theta = fm.theta().to(dt)
     grad, gbar = flatten(ctx.fused.grad).to(dt), flatten(ctx.fused.gbar).to(dt)
-    x, y = ctx.x.to(dt), ctx.y.to(dt)
-    loss = fl.loss_fn(x, y)
+    loss = fm.loss_fn(square_loss, ctx.x.to(dt), ctx.y.to(dt))
     extra = []
     low = ctx.cache.get("lambda_min")
     if hard_direction and low is not None and low.vector is not None:
@@ -188,7 +200,7 @@ def restricted_curvature_check(
         beta_value = float(beta)
     loss_t = st.loss_t
     out = {**rc.as_dict(), **st.as_dict()}
-    out["alpha_upper"] = 2.0 * kappa**2 * fl.out_dim * float(gbar.pow(2).sum())
+    out["alpha_upper"] = 2.0 * kappa**2 * ctx.fused.out.shape[1] * float(gbar.pow(2).sum())
     out["in_cone_step"] = float(st.cos_step >= kappa)
     out["beta"] = beta_value
     c = contraction(loss_t, st.loss_next, loss_min, rc.alpha, beta_value, ctx.lr)
@@ -202,14 +214,23 @@ def restricted_curvature_check(
 
 
 def distance_check(ctx: CheckContext) -> dict[str, float]:
-    """Layerwise spectral / Frobenius distances to theta_0 and the last layer's (eq. 3, eq. 43)."""
-    return ball_distances([p.detach() for p in ctx.model.params()], ctx.theta0)
+    """Layerwise spectral / Frobenius distances to theta_0 and the last layer's (eq. 3, eq. 43); for
+    any other model, each weight tensor's spectral distance."""
+    fm = functional(ctx.model)
+    params = [p.detach() for p in fm.params()]
+    if isinstance(ctx.model, DeepMLP):
+        return ball_distances(params, ctx.theta0)
+    return layer_distances(fm.names, params, ctx.theta0)
 
 
 def lipschitz_check(ctx: CheckContext) -> dict[str, float]:
     """max/mean over training inputs (and outputs) of ||grad_theta f|| and ||grad_x f|| (eq. 9)."""
-    gt, gx = predictor_gradient_norms(ctx.model, ctx.x)
-    sqm = math.sqrt(ctx.model.head.shape[1])
+    if isinstance(ctx.model, DeepMLP):
+        gt, gx = lipschitz.predictor_gradient_norms(ctx.model, ctx.x)
+    else:
+        fm = functional(ctx.model)
+        gt, gx = gradients.predictor_gradient_norms(fm, fm.theta(), ctx.x)
+    sqm = math.sqrt(ctx.width)
     return {
         "grad_theta_max": float(gt.max()),
         "grad_theta_mean": float(gt.mean()),

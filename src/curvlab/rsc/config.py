@@ -107,9 +107,11 @@ def validate(cfg: DictConfig) -> None:
     paper_mlp = cfg.model._target_ == PAPER_MLP
     choice(cfg, "init.name", ("rsc", "gaussian") if paper_mlp else ("torch",))
     specs = check_specs(cfg.get("checks"))
-    if specs and not paper_mlp:
-        raise ConfigError(f"checks run on model=mlp (DeepMLP) only for now; model {cfg.model._target_} "
-                          "trains with ||g_bar_t|| logged every step: use checks=none")
+    budget = cfg.geometry.budget
+    if budget is not None and not 0 < budget <= 1:
+        raise ConfigError(f"geometry.budget must be a share of the wall time in (0, 1] or null, got {budget!r}")
+    if cfg.geometry.subset is not None:
+        integer(cfg, "geometry.subset")
     hessian = [s.name for s in specs if s.name in HESSIAN_CHECKS]
     if hessian and not ACTIVATIONS[cfg.model.activation].smooth and not cfg.model.allow_nonsmooth:
         raise ConfigError(f"model.activation={cfg.model.activation} is not smooth, so the Hessian checks "

@@ -3,15 +3,14 @@
     alpha^(0) = x,  alpha^(l) = phi(W^(l) alpha^(l-1) / sqrt(m_{l-1})),  f = V^T alpha^(L) / sqrt(m_L)
 
 No biases. The last layer is stored as ``head`` of shape (k, m_L): row h is v_h. :func:`mlp_forward`
-is the one forward pass; :class:`DeepMLP` runs it on its parameters and :class:`FlatMLP` on a flat
-parameter vector theta (eq. 2 / eq. 42) for ``torch.func``.
+is the one forward pass; as a function of the flat theta (eq. 2 / eq. 42) for ``torch.func`` it is
+``curvlab.rsc.gbar.functional(model)``, which keeps the paper's parameter order.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -62,62 +61,14 @@ class DeepMLP(nn.Module):
         return len(self.weights)
 
     @property
+    def width(self) -> int:
+        """m, the width of the last hidden layer."""
+        return self.head.shape[1]
+
+    @property
     def out_dim(self) -> int:
         return self.head.shape[0]
 
     def forward(self, x: Tensor) -> Tensor:
         """Predictions of shape (n, k)."""
         return mlp_forward(self.weights, self.head, self.act, x)
-
-
-@dataclass(frozen=True)
-class FlatMLP:
-    """Shapes and activation of a DeepMLP; pure functions of a flat theta in the paper's order
-    (row-major ``vec`` of W^(1..L), then of V stored as (k, m_L))."""
-
-    shapes: tuple[tuple[int, int], ...]  # W^(1..L) then head (k, m_L)
-    act: Activation
-
-    @classmethod
-    def of(cls, model: DeepMLP) -> FlatMLP:
-        return cls(tuple(tuple(p.shape) for p in model.params()), model.act)  # type: ignore[arg-type]
-
-    @property
-    def sizes(self) -> list[int]:
-        return [a * b for a, b in self.shapes]
-
-    @property
-    def numel(self) -> int:
-        return sum(self.sizes)
-
-    @property
-    def depth(self) -> int:
-        return len(self.shapes) - 1
-
-    @property
-    def width(self) -> int:
-        return self.shapes[-1][1]
-
-    @property
-    def out_dim(self) -> int:
-        return self.shapes[-1][0]
-
-    def unflatten(self, theta: Tensor) -> list[Tensor]:
-        """Per-parameter views of a flat vector (theta, a direction or a gradient)."""
-        return [t.view(s) for t, s in zip(torch.split(theta, self.sizes), self.shapes)]
-
-    def predict(self, theta: Tensor, x: Tensor) -> Tensor:
-        """f(theta; x) of eq. (1)/(41): shape (n, k) for x of shape (n, d)."""
-        *ws, head = self.unflatten(theta)
-        return mlp_forward(ws, head, self.act, x)
-
-    def predict_one(self, theta: Tensor, x: Tensor, output: int = 0) -> Tensor:
-        """Scalar f_h(theta; x) for a single input x of shape (d,) (Theorem 4.1 / C.1)."""
-        return self.predict(theta, x[None])[0, output]
-
-    def loss(self, theta: Tensor, x: Tensor, y: Tensor) -> Tensor:
-        """:func:`square_loss` of f(theta; x)."""
-        return square_loss(self.predict(theta, x), y)
-
-    def loss_fn(self, x: Tensor, y: Tensor) -> Callable[[Tensor], Tensor]:
-        return lambda theta: self.loss(theta, x, y)

@@ -173,5 +173,7 @@ def build(cfg: DictConfig) -> tuple[RSCModule, list[L.Callback]]:
         normal_init(model, cfg.init.std, gen)  # "torch": the module's own init, seeded by seed_everything
     optimizer = safe_instantiate(cfg.optimizer, base=torch.optim.Optimizer)
     module = RSCModule(model, x, y, optimizer, loss_tol=cfg.trainer.loss_tol, diverge_loss=cfg.trainer.diverge_loss)
-    callbacks: list[L.Callback] = [GeometryCallback(dict(cfg.checks))] if cfg.get("checks") else []
+    gc = cfg.geometry
+    callbacks: list[L.Callback] = ([GeometryCallback(dict(cfg.checks), gc.budget, gc.subset, gc.subset_seed)]
+                                   if cfg.get("checks") else [])
     return module, callbacks

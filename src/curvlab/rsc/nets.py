@@ -43,6 +43,7 @@ class TorchMLP(nn.Module):
         super().__init__()
         for name, value in (("in_dim", in_dim), ("width", width), ("depth", depth), ("out_dim", out_dim)):
             require_int(value, f"TorchMLP: {name}")
+        self.width = width
         act = get_activation(activation).module
         dims = [in_dim] + [width] * depth
         layers: list[nn.Module] = []
@@ -60,6 +61,7 @@ class ConvNet(nn.Module):
     def __init__(self, in_dim: int, width: int, out_dim: int = 1, activation: str = "tanh"):
         super().__init__()
         require_int(width, "ConvNet: width")
+        self.width = width
         self.shape = _image_shape(in_dim)
         c, h, _ = self.shape
         act = get_activation(activation).module
@@ -104,6 +106,7 @@ class ResNet(nn.Module):
     def __init__(self, in_dim: int, width: int, out_dim: int = 1, activation: str = "tanh", norm: str = "group"):
         super().__init__()
         require_int(width, "ResNet: width")
+        self.width = width
         self.shape = _image_shape(in_dim)
         act = get_activation(activation).module
         self.net = nn.Sequential(

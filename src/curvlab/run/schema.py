@@ -50,6 +50,15 @@ class LoggerConfig:
 
 
 @dataclass
+class GeometryConfig:
+    """How the geometry checks measure (curvlab.rsc.callback.GeometryCallback)."""
+
+    budget: Optional[float] = None  # max share of the run's wall time spent in checks; null: no cap
+    subset: Optional[int] = None  # measure on this many training points (seeded); null: all of them
+    subset_seed: int = 0
+
+
+@dataclass
 class RhoConfig:
     sigma_min: float = 0.02
     sigma_max: float = 5.0
@@ -66,6 +75,7 @@ class RootConfig:
     trainer: Any = None
     init: Any = None
     checks: Any = field(default_factory=dict)
+    geometry: GeometryConfig = field(default_factory=GeometryConfig)
     measures: Any = field(default_factory=dict)
     callbacks: Any = field(default_factory=dict)
     logger: Any = MISSING
