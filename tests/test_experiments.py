@@ -29,6 +29,9 @@ SMALL: dict[str, list[str]] = {
     "hessian_vs_width": TINY_RSC,
     "geometry_vs_width": TINY_RSC,
     "rsc_vs_ntk": TINY_RSC + ["data.duplicates=0.25", "data.duplicate_noise=0.01"],
+    # RSC claims on other models
+    "rsc_convnet_width": ["model.width=2", "data.n=16", "trainer.max_steps=2", "checks.hessian.inputs=1"],
+    "rsc_resnet_width": ["model.width=2", "data.n=16", "trainer.max_steps=2", "checks.hessian.inputs=1"],
 }
 
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))

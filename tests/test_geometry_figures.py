@@ -93,3 +93,21 @@ def test_training_figures_draw(tmp_path):
         assert name in FIGURES
         (path,) = draw(name, tmp_path, tmp_path / "fig")
         assert path.exists() and path.stat().st_size > 0
+
+
+def test_width_scaling_fits_each_models_slope_and_marks_diverged_runs(tmp_path):
+    """Synthetic conv-net norms 2 m^0.25 at init and 3 m^-0.5 at the end: the figure reports those
+    slopes, one PNG per model class; a diverged run is marked, not averaged."""
+    for i, m in enumerate([4, 8, 16, 32]):
+        for seed in (0, 1):
+            cfg = {"task": "rsc", "seed": seed, "model": {"_target_": "curvlab.rsc.nets.ConvNet", "width": m}}
+            rows = [{"step": 0, "loss": 1.0, "gbar_norm": 0.5, "check/hessian/seconds": 0.1 + i,
+                     "check/hessian/pred_norm_max": 2 * m**0.25}]
+            summary = {"status": "diverged" if (m, seed) == (32, 1) else "completed", "steps": 1,
+                       "min_gbar_norm": 0.1 * m, "final_checks": {"check/hessian/pred_norm_max": 3 * m**-0.5}}
+            _write_run(tmp_path / "sweep" / f"{i}{seed}", cfg, rows, summary)
+    paths = draw("width_scaling", tmp_path / "sweep", tmp_path / "figs")
+    assert [p.name for p in paths] == ["width_scaling_ConvNet.png"]
+    slopes = json.loads((tmp_path / "figs" / "width_scaling_slopes.json").read_text())["ConvNet"]
+    assert slopes["init"] == pytest.approx(0.25, abs=1e-9) and slopes["end"] == pytest.approx(-0.5, abs=1e-9)
+    assert FIGURES["width_scaling"].checks == ("hessian",)

@@ -24,6 +24,7 @@ FIGURES: dict[str, Figure] = {
     "ball_distances": Figure(rsc.ball_distances, "rsc", checks=("distance",)),
     "rsc_vs_ntk": Figure(rsc.rsc_vs_ntk, "rsc", FINISHED, checks=("ntk",)),
     "restricted_curvature": Figure(rsc.restricted_curvature, "rsc", checks=("restricted_curvature",)),
+    "width_scaling": Figure(rsc.width_scaling, "rsc", FINISHED, checks=("hessian",)),
     "fig2": Figure(recovery.fig2, "rho", keys=("rho_fcn",)),
     "fig3a": Figure(recovery.fig3a, "recovery", keys=("success_rate",), kind="fcn", marks=(DIVERGED,)),
     "fig3b": Figure(recovery.fig3b, "recovery", keys=("error_mean",), kind="fcn", marks=(DIVERGED,)),

@@ -42,7 +42,7 @@ from curvlab.geometry.flat import flatten
 from curvlab.geometry.ntk import ntk_gram, ntk_stats
 from curvlab.geometry.spectral import EigResult, loss_hessian_extremes, predictor_hessian_norm
 from curvlab.rsc import lipschitz
-from curvlab.rsc.gbar import FusedGrads, functional
+from curvlab.rsc.gbar import FusedGrads, functional, fused_grads
 from curvlab.rsc.model import DeepMLP, square_loss
 from curvlab.rsc.ntk import empirical_ntk
 from curvlab.run.errors import ConfigError
@@ -64,6 +64,13 @@ class CheckContext:
     final: bool = False
     cache: dict[str, Any] = field(default_factory=dict)  # results shared by the checks of this iterate
 
+
+    @classmethod
+    def at(cls, model: nn.Module, x: Tensor, y: Tensor, step: int, theta0: list[Tensor], lr: float,
+           final: bool = False) -> CheckContext:
+        """The context of ``model``'s current iterate on (x, y), its loss, gradient and g_bar computed
+        here (what a user's own LightningModule returns from ``check_context``)."""
+        return cls(model, x, y, step, fused_grads(model, x, y), theta0, lr, final)
 
     @property
     def width(self) -> float:

@@ -9,6 +9,8 @@
                                and the loss (geometric convergence or not)
 * :func:`restricted_curvature` Theorem 5.1 / Lemma 5.2: alpha_t along GD and the observed
                                contraction next to the bound 1 - alpha omega (2 - omega) / beta
+* :func:`width_scaling`        any model (conv net, ResNet, ...): min_t ||g_bar_t|| and the
+                               predictor-Hessian norm vs width, fitted slope vs Theorem 4.1's -1/2
 
 Check metrics come from the history columns ``check/<name>/<metric>``. A check's value is taken
 only from the rows where that check actually ran, recognised by a new ``check/<name>/seconds``
@@ -362,3 +364,48 @@ def restricted_curvature(runs: list[Run], out_dir: Path) -> list[Path]:
         ax_b.set_ylim(max(float(marks.min()) - 0.02, 0.0), min(max(float(marks.max()) + 0.02, 1.05), 1.5))
     ax_b.legend(fontsize=6)
     return [save(fig, out_dir / "restricted_curvature.png")]
+
+
+def _model_name(r: Run) -> str:
+    """The model's class name (``model._target_``'s last part), e.g. ConvNet."""
+    return str(r.config.model.get("_target_", "DeepMLP")).rsplit(".", 1)[-1]
+
+
+def width_scaling(runs: list[Run], out_dir: Path) -> list[Path]:
+    """Per model: (a) min_t ||g_bar_t|| vs width, mean +- std over seeds, diverged runs marked (the RSC
+    quantity of Theorem 5.1, Fig. 1(b)'s axis); (b) the predictor-Hessian norm at theta_0 and at the
+    end vs width on log-log axes with the fitted slopes next to Theorem 4.1's -1/2. Writes the slopes
+    to ``width_scaling_slopes.json``."""
+    paths, slopes = [], {}
+    for name, group in _by(runs, _model_name).items():
+        fig, (ax_a, ax_b) = plt.subplots(1, 2, figsize=(11, 4.2))
+        by_w = _by(group, _width)
+        ws = np.array(list(by_w), dtype=float)
+        g = [np.array([r.summary["min_gbar_norm"] for r in rs if r.status in PLOTTED]) for rs in by_w.values()]
+        ok = np.array([len(v) > 0 for v in g])
+        ax_a.errorbar(ws[ok], [v.mean() for v in g if len(v)], yerr=[v.std() for v in g if len(v)], marker="o",
+                      capsize=3, label=r"min$_t\,\|\bar g_t\|$")
+        bad = [(w, r.summary.get("min_gbar_norm", np.nan)) for w, rs in by_w.items() for r in rs if r.status == DIVERGED]
+        if bad:
+            ax_a.plot(*zip(*bad), **DIVERGED_STYLE)
+        ax_a.set(xscale="log", xlabel="width m", ylabel=r"min$_t\,\|\bar g_t\|$", title=f"{name}: RSC quantity vs width")
+        ax_a.grid(alpha=0.3)
+        ax_a.legend()
+        slopes[name] = {}
+        for when, read, marker in (("init", at_init, "o"), ("end", at_end, "s")):
+            m = np.array([_width(r) for r in group], dtype=float)
+            v = np.array([read(r, "hessian", "pred_norm_max") if r.status in PLOTTED else math.nan for r in group])
+            slope = loglog_slope(m, v)
+            slopes[name][when] = slope
+            ax_b.plot(m, v, marker, alpha=0.6, label=f"at {when}: slope {slope:.2f}")
+        finite = np.array([at_init(r, "hessian", "pred_norm_max") for r in group])
+        if np.isfinite(finite).any():
+            i = int(np.nanargmin([_width(r) for r in group]))
+            _ref_line(ax_b, ws, float(finite[i]), -0.5, "slope -1/2 (Thm 4.1)")
+        ax_b.set(xscale="log", yscale="log", xlabel="width m", ylabel=r"$\max_i \|\nabla^2_\theta f(\theta; x_i)\|_2$",
+                 title=f"{name}: predictor-Hessian norm vs width")
+        ax_b.grid(alpha=0.3, which="both")
+        ax_b.legend()
+        paths.append(save(fig, out_dir / f"width_scaling_{name}.png"))
+    (out_dir / "width_scaling_slopes.json").write_text(json.dumps(slopes, indent=1))
+    return paths
