@@ -1,0 +1,63 @@
+"""Loss-Hessian lambda_max: curvlab's engine (reverse-over-reverse HVPs + ARPACK) against curvlinops'
+HessianLinearOperator + scipy eigsh at the same tolerance, on the RSC MLP and the conv net of
+``model=convnet`` (d = 784, n = 512, fp32, k = 1). Ratios are measured in this run, interleaved.
+
+Usage: python bench/bench_vs_curvlinops.py [--width 512] [--conv-width 16] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+from curvlinops import HessianLinearOperator
+from scipy.sparse.linalg import eigsh
+from torch import nn
+
+from curvlab.geometry.functional import FunctionalModel
+from curvlab.geometry.spectral import loss_hessian_extremes
+from curvlab.rsc.init import rsc_init
+from curvlab.rsc.model import DeepMLP, square_loss
+from curvlab.rsc.nets import ConvNet
+from timing import median_seconds
+
+TOL = 1e-3
+
+
+def _curvlinops_lambda_max(module: nn.Module, params: list, x: torch.Tensor, y: torch.Tensor) -> float:
+    H = HessianLinearOperator(module, nn.MSELoss(), params, [(x, y)], check_deterministic=False).to_scipy()
+    v0 = np.random.default_rng(0).standard_normal(H.shape[0]).astype(np.float32)
+    return float(eigsh(H, k=1, which="LA", tol=TOL, ncv=12, maxiter=300, v0=v0)[0][0])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--width", type=int, default=512)
+    parser.add_argument("--conv-width", type=int, default=16)
+    parser.add_argument("--n", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    x = torch.randn(args.n, 784)
+    x = x * (784**0.5 / x.norm(dim=1, keepdim=True))
+    y = torch.randn(args.n, 1)
+    mlp = DeepMLP(784, args.width, 3, 1)
+    rsc_init(mlp, 1.0, torch.Generator().manual_seed(0))
+    conv = ConvNet(784, args.conv_width, 1)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, n = {args.n}, fp32, tol {TOL}")
+    print(f"{'model':>10} {'p':>9} {'curvlab':>9} {'curvlinops':>11} {'curvlinops/curvlab':>19} {'lambda_max (both)':>24}")
+    for name, module, params in (("mlp", mlp, mlp.params()), ("convnet", conv, list(conv.parameters()))):
+        fm = FunctionalModel.of(module, params)
+        theta, loss = fm.theta(), fm.loss_fn(square_loss, x, y)
+        ours = lambda: loss_hessian_extremes(loss, theta, with_min=False, tol=TOL, ncv=12, maxiter=300)[0].value  # noqa: E731
+        theirs = lambda: _curvlinops_lambda_max(module, params, x, y)  # noqa: E731
+        t = median_seconds({"ours": ours, "theirs": theirs}, args.repeats)
+        print(f"{name:>10} {theta.numel():>9} {t['ours']:>8.2f}s {t['theirs']:>10.2f}s {t['theirs'] / t['ours']:>19.2f}"
+              f" {ours():>11.5g} {theirs():>11.5g}")
+
+
+if __name__ == "__main__":
+    main()
