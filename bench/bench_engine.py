@@ -19,9 +19,8 @@ from curvlab.geometry.functional import FunctionalModel
 from curvlab.geometry.gradients import loss_grad_and_gbar
 from curvlab.geometry.spectral import hvp_operator
 from curvlab.rsc import gbar as closed_form
-from curvlab.rsc.init import rsc_init
-from curvlab.rsc.model import DeepMLP, square_loss
-from timing import median_seconds
+from curvlab.rsc.model import square_loss
+from timing import fig1_workload, median_seconds
 
 
 def main() -> None:
@@ -32,16 +31,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    x = torch.randn(args.n, 784)
-    x = x * (784**0.5 / x.norm(dim=1, keepdim=True))
-    y = torch.randn(args.n, 1)
+    x, y, _ = fig1_workload(args.n)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, n = {args.n}, d = 784, depth 3, fp32")
     print(f"{'width':>6} {'closed form':>12} {'generic':>10} {'generic/closed':>15}"
           f" {'hvp rev':>10} {'hvp fwd':>10} {'fwd/rev':>8}")
     for m in args.widths:
-        model = DeepMLP(784, m, 3, 1)
-        rsc_init(model, 1.0, torch.Generator().manual_seed(0))
+        _, _, model = fig1_workload(args.n, m)
         fm = FunctionalModel.of(model, model.params())
         theta = fm.theta()
         loss = fm.loss_fn(square_loss, x, y)

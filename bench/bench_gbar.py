@@ -15,9 +15,8 @@ import argparse
 import torch
 
 from curvlab.rsc.gbar import backprop, forward_cache, loss_grad_and_gbar
-from curvlab.rsc.init import rsc_init
-from curvlab.rsc.model import DeepMLP, square_loss
-from timing import median_seconds
+from curvlab.rsc.model import square_loss
+from timing import fig1_workload, median_seconds
 
 
 def main() -> None:
@@ -29,16 +28,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    x = torch.randn(args.n, 784)
-    x = x * (784**0.5 / x.norm(dim=1, keepdim=True))
-    y = torch.randn(args.n, 1)
+    x, y, _ = fig1_workload(args.n)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, n = {args.n}, d = 784, depth 3, fp32")
     print(f"{'width':>6} {'grad only':>10} {'autograd':>10} {'two-pass':>10} {'fused':>10}"
           f" {'fused/grad':>11} {'two-pass/autograd':>18} {'two-pass/fused':>15}")
     for m in args.widths:
-        model = DeepMLP(784, m, 3, 1)
-        rsc_init(model, 1.0, torch.Generator().manual_seed(0))
+        _, _, model = fig1_workload(args.n, m)
         params = model.params()
 
         def grad_only():

@@ -17,10 +17,9 @@ from torch import nn
 
 from curvlab.geometry.functional import FunctionalModel
 from curvlab.geometry.spectral import loss_hessian_extremes
-from curvlab.rsc.init import rsc_init
-from curvlab.rsc.model import DeepMLP, square_loss
+from curvlab.rsc.model import square_loss
 from curvlab.rsc.nets import ConvNet
-from timing import median_seconds
+from timing import fig1_workload, median_seconds
 
 TOL = 1e-3
 
@@ -40,12 +39,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    x = torch.randn(args.n, 784)
-    x = x * (784**0.5 / x.norm(dim=1, keepdim=True))
-    y = torch.randn(args.n, 1)
-    mlp = DeepMLP(784, args.width, 3, 1)
-    rsc_init(mlp, 1.0, torch.Generator().manual_seed(0))
+    x, y, mlp = fig1_workload(args.n, args.width)
     conv = ConvNet(784, args.conv_width, 1)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, n = {args.n}, fp32, tol {TOL}")
     print(f"{'model':>10} {'p':>9} {'curvlab':>9} {'curvlinops':>11} {'curvlinops/curvlab':>19} {'lambda_max (both)':>24}")

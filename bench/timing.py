@@ -18,3 +18,22 @@ def median_seconds(fns: dict[str, Callable[[], object]], repeats: int) -> dict[s
             fn()
             times[name].append(time.perf_counter() - t0)
     return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def fig1_workload(n: int, width: int | None = None, d: int = 784) -> tuple:
+    """The RSC Figure 1 workload of the benchmarks, seeded: inputs (n, d) with ||x_i|| = sqrt(d),
+    targets (n, 1), and with ``width`` the 3-layer tanh DeepMLP at the paper's init (else None)."""
+    import torch
+
+    from curvlab.rsc.init import rsc_init
+    from curvlab.rsc.model import DeepMLP
+
+    torch.manual_seed(0)
+    x = torch.randn(n, d)
+    x = x * (d**0.5 / x.norm(dim=1, keepdim=True))
+    y = torch.randn(n, 1)
+    model = None
+    if width is not None:
+        model = DeepMLP(d, width, 3, 1)
+        rsc_init(model, 1.0, torch.Generator().manual_seed(0))
+    return x, y, model
