@@ -77,14 +77,19 @@ def _check_kind(kind: str) -> None:
         raise ValueError(f"unknown NTK kind {kind!r}; choose one of {NTK_KINDS}")
 
 
-def ntk_gram(model: FunctionalModel, theta: Tensor, x: Tensor, kind: str = "mean", chunk: int = 64,
-             dtype: torch.dtype = torch.float64) -> Tensor:
+def ntk_gram(model: FunctionalModel, theta: Tensor, x: Tensor, kind: str = "mean", chunk: int | None = None,
+             dtype: torch.dtype = torch.float64, max_elements: int = 2**25) -> Tensor:
     """K(theta) of shape (n, n) (``mean``) or (n k, n k) (``full``) from the Jacobian rows of ``chunk``
-    inputs at a time: at most two chunks of rows (2 chunk k p numbers) are in memory, never the
-    whole Jacobian. The Gram products are formed in ``dtype``."""
+    inputs at a time: at most two chunks of rows (2 chunk k p numbers) are in memory. By default a
+    chunk holds up to ``max_elements`` numbers: the whole Jacobian in one pass when it fits (the
+    fastest), chunks of rows (each pair of chunks recomputed) when it does not. The Gram products are
+    formed in ``dtype``."""
     _check_kind(kind)
     theta = theta.detach()
     n = x.shape[0]
+    if chunk is None:
+        rows_per_input = 1 if kind == "mean" else model(theta, x[:1]).shape[1]
+        chunk = max(1, max_elements // (rows_per_input * theta.numel()))
     starts = list(range(0, n, chunk))
     K: Tensor | None = None
     for a in starts:
