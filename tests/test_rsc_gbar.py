@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch.func import functional_call, jacrev, vmap
 
+from curvlab.geometry.flat import flatten
 from curvlab.rsc.gbar import loss_grad_and_gbar
 from curvlab.rsc.init import rsc_init
 from curvlab.rsc.model import square_loss
@@ -43,13 +44,12 @@ def test_fused_matches_brute_force(k, activation):
     residual = (model(x) - y).detach()
     grad_ref = (2.0 / n) * torch.einsum("nk,nkp->p", residual, J)
     gbar_ref = J.mean(dim=(0, 1))
-    flat = lambda ts: torch.cat([t.reshape(-1) for t in ts])  # noqa: E731
-    torch.testing.assert_close(flat(fused.grad), grad_ref, rtol=1e-12, atol=1e-14)
-    torch.testing.assert_close(flat(fused.gbar), gbar_ref, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(flatten(fused.grad), grad_ref, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(flatten(fused.gbar), gbar_ref, rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(fused.loss, square_loss(model(x), y).detach(), rtol=1e-14, atol=0)
     # autograd of the loss as a second, independent reference
     auto = torch.autograd.grad(square_loss(model(x), y), model.params())
-    torch.testing.assert_close(flat(fused.grad), flat(auto), rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(flatten(fused.grad), flatten(auto), rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.parametrize("k", [1, 4])

@@ -18,7 +18,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from curvlab.run.store import DIVERGED, PLOTTED, Run  # noqa: E402
+from curvlab.run.store import PLOTTED, Run  # noqa: E402
 
 FigureFn = Callable[[list[Run], Path], list[Path]]
 DIVERGED_STYLE = dict(marker="x", color="crimson", linestyle="none", markersize=8, label="diverged")
@@ -89,7 +89,3 @@ def require(name: str, fig: Figure, runs: list[Run], source: str) -> None:
         if not any(ran_check(r, check) for r in mine):
             raise SystemExit(f"{name}: its runs in {source} ({_found(mine)}) did not run the {check!r} check "
                              f"it plots; run the sweep with checks=default (or add checks.{check})")
-
-
-def is_diverged(run: Run) -> bool:
-    return run.status == DIVERGED

@@ -26,14 +26,14 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from curvlab.plotting import DIVERGED_STYLE, is_diverged, save
+from curvlab.plotting import DIVERGED_STYLE, save
 from curvlab.recovery.metrics import scaled_n
-from curvlab.run.store import Run
+from curvlab.run.store import DIVERGED, Run
 
 
 def _split(runs: list[Run]) -> tuple[list[Run], list[Run]]:
     """The grid points plotted as data, and those whose every trial diverged (marked)."""
-    return [r for r in runs if not is_diverged(r)], [r for r in runs if is_diverged(r)]
+    return [r for r in runs if r.status != DIVERGED], [r for r in runs if r.status == DIVERGED]
 
 
 def _xaxis() -> str:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from curvlab.run.values import require_int
+from curvlab.run.values import require_ints
 
 KINDS = ("fcn", "cnn")
 WEIGHTS = ("gaussian", "orthonormal", "unit")
@@ -140,8 +140,7 @@ def sample_teacher(
 ) -> TeacherData:
     """S independent training sets of n samples each, one ground truth per set."""
     check_kind(kind)
-    for name, v in (("S", S), ("n", n), ("d", d), ("K", K)):
-        require_int(v, f"teacher: {name}")
+    require_ints("teacher", S=S, n=n, d=d, K=K)
     if kind == "cnn":
         patch_size(d, K)
     gen = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(int(seed))

@@ -46,7 +46,7 @@ from curvlab.rsc.gbar import FusedGrads, functional, fused_grads
 from curvlab.rsc.model import DeepMLP, square_loss
 from curvlab.rsc.ntk import empirical_ntk
 from curvlab.run.errors import ConfigError
-from curvlab.run.values import DTYPES, check_options, require_int
+from curvlab.run.values import check_options, require_int, resolve_dtype
 
 
 @dataclass
@@ -82,9 +82,8 @@ CheckFn = Callable[..., Mapping[str, float]]
 
 
 def _dtype(name: str | None) -> torch.dtype | None:
-    if name is not None and name not in DTYPES:
-        raise ValueError(f"dtype must be {', '.join(DTYPES)} or null, got {name!r}")
-    return None if name is None else DTYPES[name]
+    """A check's ``dtype`` option: a name of :data:`~curvlab.run.values.DTYPES`, or None (the model's)."""
+    return None if name is None else resolve_dtype(name)
 
 
 def _loss_hessian(ctx: CheckContext, with_min: bool, eig: dict[str, Any]) -> tuple[EigResult, EigResult | None]:

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from curvlab.rsc.activations import Activation, get_activation
-from curvlab.run.values import require_int
+from curvlab.run.values import require_ints
 
 
 def mlp_forward(
@@ -43,8 +43,7 @@ class DeepMLP(nn.Module):
 
     def __init__(self, in_dim: int, width: int, depth: int, out_dim: int = 1, activation: str = "tanh"):
         super().__init__()
-        for name, value in (("in_dim", in_dim), ("width", width), ("depth", depth), ("out_dim", out_dim)):
-            require_int(value, f"DeepMLP: {name}")
+        require_ints("DeepMLP", in_dim=in_dim, width=width, depth=depth, out_dim=out_dim)
         self.act = get_activation(activation)
         self.widths = [in_dim] + [width] * depth
         self.weights = nn.ParameterList(

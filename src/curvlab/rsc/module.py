@@ -65,6 +65,7 @@ class RSCModule(L.LightningModule):
         self.register_buffer("x", x)
         self.register_buffer("y", y)
         self.optimizer = optimizer
+        self._params = functional(model).params()
         self.loss_tol, self.diverge_loss = loss_tol, diverge_loss
         self.row: dict[str, float] = {}  # what callbacks measured at this step's iterate, for its history row
         self.diverged = self.converged = False
@@ -80,7 +81,7 @@ class RSCModule(L.LightningModule):
 
     def params(self) -> list[nn.Parameter]:
         """theta's blocks in order (the paper's for DeepMLP), the parameters GD updates."""
-        return functional(self.model).params()
+        return self._params
 
     @property
     def lr(self) -> float:

@@ -22,7 +22,7 @@ import math
 from torch import Tensor, nn
 
 from curvlab.rsc.activations import get_activation
-from curvlab.run.values import require_int
+from curvlab.run.values import require_ints
 
 NORMS = ("group", "none")
 
@@ -41,8 +41,7 @@ class TorchMLP(nn.Module):
 
     def __init__(self, in_dim: int, width: int, depth: int, out_dim: int = 1, activation: str = "tanh"):
         super().__init__()
-        for name, value in (("in_dim", in_dim), ("width", width), ("depth", depth), ("out_dim", out_dim)):
-            require_int(value, f"TorchMLP: {name}")
+        require_ints("TorchMLP", in_dim=in_dim, width=width, depth=depth, out_dim=out_dim)
         self.width = width
         act = get_activation(activation).module
         dims = [in_dim] + [width] * depth
@@ -60,7 +59,7 @@ class ConvNet(nn.Module):
 
     def __init__(self, in_dim: int, width: int, out_dim: int = 1, activation: str = "tanh"):
         super().__init__()
-        require_int(width, "ConvNet: width")
+        require_ints("ConvNet", width=width)
         self.width = width
         self.shape = _image_shape(in_dim)
         c, h, _ = self.shape
@@ -105,7 +104,7 @@ class ResNet(nn.Module):
 
     def __init__(self, in_dim: int, width: int, out_dim: int = 1, activation: str = "tanh", norm: str = "group"):
         super().__init__()
-        require_int(width, "ResNet: width")
+        require_ints("ResNet", width=width)
         self.width = width
         self.shape = _image_shape(in_dim)
         act = get_activation(activation).module

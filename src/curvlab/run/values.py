@@ -22,6 +22,12 @@ def require_int(value: Any, what: str, low: int = 1) -> int:
     return value
 
 
+def require_ints(owner: str, **values: Any) -> None:
+    """:func:`require_int` for each keyword, named ``"<owner>: <name>"``: positive integers."""
+    for name, value in values.items():
+        require_int(value, f"{owner}: {name}")
+
+
 def resolve_dtype(name: str) -> torch.dtype:
     """The torch dtype of a config's ``dtype`` name."""
     if name not in DTYPES:
