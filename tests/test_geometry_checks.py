@@ -232,6 +232,9 @@ def test_a_wall_time_budget_skips_due_checks_and_the_summary_reports_the_share(t
 @pytest.mark.parametrize("override,message", [
     ("geometry.budget=0", "geometry.budget must be a share of the wall time in (0, 1] or null, got 0.0"),
     ("geometry.subset=0", "geometry.subset must be a positive integer, got 0"),
+    ("+checks.hessian.hvp_mode=backward",
+     "checks.hessian.hvp_mode must be one of reverse, forward, linearize, got 'backward'"),
+    ("+checks.ntk.dtype=float16", "checks.ntk.dtype must be one of None, float32, float64, got 'float16'"),
 ])
 def test_bad_geometry_settings_fail_before_training(override, message):
     from curvlab.run.errors import ConfigError

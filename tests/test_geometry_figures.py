@@ -110,4 +110,7 @@ def test_width_scaling_fits_each_models_slope_and_marks_diverged_runs(tmp_path):
     assert [p.name for p in paths] == ["width_scaling_ConvNet.png"]
     slopes = json.loads((tmp_path / "figs" / "width_scaling_slopes.json").read_text())["ConvNet"]
     assert slopes["init"] == pytest.approx(0.25, abs=1e-9) and slopes["end"] == pytest.approx(-0.5, abs=1e-9)
+    assert slopes["end_per_seed"] == [pytest.approx(-0.5, abs=1e-9)] * 2
+    assert slopes["min_gbar_norm"] == {"4": pytest.approx(0.4), "8": pytest.approx(0.8), "16": pytest.approx(1.6),
+                                       "32": pytest.approx(3.2)}  # the diverged seed left out
     assert FIGURES["width_scaling"].checks == ("hessian",)

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy.sparse.linalg import LinearOperator, eigsh
 from torch.func import hessian
 
 from curvlab.geometry.flat import flatten
@@ -156,3 +157,42 @@ def test_loose_tolerance_reports_nonconvergence_honestly():
     r = operator_norm(lambda v: A @ v, 200, torch.zeros(200, dtype=torch.float64), tol=1e-14, maxiter=2, ncv=4)
     assert not r.converged
     assert r.matvecs > 0
+
+
+def _spectrum(lam: torch.Tensor, seed: int) -> torch.Tensor:
+    Q, _ = torch.linalg.qr(torch.randn(len(lam), len(lam), generator=torch.Generator().manual_seed(seed),
+                                       dtype=torch.float64))
+    return Q @ torch.diag(lam) @ Q.T
+
+
+def test_an_isolated_top_eigenvalue_takes_fewer_products_than_arpack_at_the_same_tolerance():
+    lam = torch.cat([torch.linspace(0.0, 1.0, 299, dtype=torch.float64), torch.tensor([10.0], dtype=torch.float64)])
+    A = _spectrum(lam, 5)
+    like = torch.zeros(300, dtype=torch.float64)
+    r = operator_norm(lambda v: A @ v, 300, like, tol=1e-6, ncv=12, maxiter=300)
+    count = [0]
+
+    def mv(v):
+        count[0] += 1
+        return A.numpy() @ v
+
+    eigsh(LinearOperator((300, 300), matvec=mv, dtype=np.float64), k=1, which="LM", tol=1e-6, ncv=12,
+          v0=np.random.default_rng(0).standard_normal(300))
+    assert r.converged and r.value == pytest.approx(10.0, rel=1e-6)
+    assert r.matvecs < count[0]
+    assert torch.linalg.norm(A @ r.vector - r.value * r.vector) <= 1e-6 * 10.0
+
+
+def test_a_clustered_spectrum_goes_on_in_arpack_from_the_lanczos_ritz_vector():
+    lam = torch.linspace(0.0, 1.0, 400, dtype=torch.float64) ** 0.2  # clustered top: ncv steps are not enough
+    A = _spectrum(lam, 6)
+    top, low = extreme_eigenvalues(lambda v: A @ v, 400, torch.zeros(400, dtype=torch.float64),
+                                   tol=1e-10, ncv=8, maxiter=5000)
+    assert top.converged and top.matvecs > 8
+    assert (top.value, low.value) == (pytest.approx(1.0, rel=1e-9), pytest.approx(0.0, abs=1e-9))
+
+
+def test_a_nan_product_gives_a_nan_eigenvalue_flagged_not_converged():
+    like = torch.zeros(10, dtype=torch.float64)
+    r = operator_norm(lambda v: torch.full_like(v, float("nan")), 10, like)
+    assert math.isnan(r.value) and not r.converged and r.vector is None

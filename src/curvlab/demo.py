@@ -63,6 +63,12 @@ STAGES: list[Stage] = [
          "trainer.max_steps=300", "threads=1"],
         ["rsc_vs_ntk"],
     ),
+    Stage(
+        "geometry_convnet_width",
+        "rsc_convnet_width",
+        ["model.width=4,8,16", "seed=0", "data.n=128", "trainer.max_steps=100", "threads=1"],
+        ["width_scaling"],
+    ),
     # recovery paper, reduced: smaller d, fewer sets / inits / iterations than the paper
     Stage("recovery_fig2", "fig2_rho", ["rho.points=120"], ["fig2"]),
     Stage(

@@ -6,9 +6,9 @@ The RSC paper's MLP supplies them through :mod:`curvlab.rsc` (its closed forms a
 
 * :mod:`.flat`        theta in R^p as one vector (eq. 2 / eq. 42)
 * :mod:`.functional`  any ``nn.Module`` as a pure function of flat theta (``torch.func.functional_call``)
-* :mod:`.gradients`   the loss gradient and g_bar together: one forward, one batched VJP (Theorem 5.1)
-* :mod:`.spectral`    Hessian-vector products (reverse- or forward-over-reverse); extreme eigenvalues
-                      by Lanczos (scipy ``eigsh``, warm-startable); predictor Hessian spectral norm
+* :mod:`.gradients`   the loss gradient and g_bar together: one forward, two VJPs through it (Theorem 5.1)
+* :mod:`.spectral`    Hessian-vector products (reverse- or forward-over-reverse, linearized); extreme eigenvalues
+                      by early-stopped Lanczos, then ARPACK (``eigsh``), warm-startable; predictor Hessian norm
                       (Theorem 4.1) and loss Hessian extremes
 * :mod:`.trace`       Hessian trace (Hutch++) and spectral density (stochastic Lanczos quadrature)
 * :mod:`.ntk`         the empirical NTK of any model (chunked Gram or matrix-free) and its

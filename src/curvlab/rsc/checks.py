@@ -40,13 +40,13 @@ from curvlab.geometry.curvature import (
 from curvlab.geometry.distances import ball_distances, layer_distances
 from curvlab.geometry.flat import flatten
 from curvlab.geometry.ntk import ntk_gram, ntk_stats
-from curvlab.geometry.spectral import EigResult, loss_hessian_extremes, predictor_hessian_norm
+from curvlab.geometry.spectral import HVP_MODES, EigResult, loss_hessian_extremes, predictor_hessian_norm
 from curvlab.rsc import lipschitz
 from curvlab.rsc.gbar import FusedGrads, functional, fused_grads
 from curvlab.rsc.model import DeepMLP, square_loss
 from curvlab.rsc.ntk import empirical_ntk
 from curvlab.run.errors import ConfigError
-from curvlab.run.values import check_options, require_int, resolve_dtype
+from curvlab.run.values import DTYPES, check_options, require_int, resolve_dtype
 
 
 @dataclass
@@ -110,11 +110,13 @@ def hessian_check(
     maxiter: int = 300,
     ncv: int = 12,
     seed: int = 0,
+    hvp_mode: str = "reverse",
 ) -> dict[str, float]:
     """||grad^2 f_h(theta; x_i)||_2 for the first ``inputs`` training points and outputs h in
     ``outputs`` (default: all k), and loss-Hessian extremes. ``pred_norm_sqrt_m`` = max norm *
-    sqrt(m) estimates c_H of eq. (5); it should stay flat in m if Theorem 4.1's rate is right."""
-    eig = {"tol": tol, "maxiter": maxiter, "ncv": ncv, "seed": seed}
+    sqrt(m) estimates c_H of eq. (5); it should stay flat in m if Theorem 4.1's rate is right.
+    ``hvp_mode``: one of :data:`~curvlab.geometry.spectral.HVP_MODES` (``linearize`` for conv nets)."""
+    eig = {"tol": tol, "maxiter": maxiter, "ncv": ncv, "seed": seed, "hvp_mode": hvp_mode}
     fm = functional(ctx.model)
     theta = fm.theta()
     outs = list(range(ctx.fused.out.shape[1])) if outputs is None else [int(h) for h in outputs]
@@ -257,6 +259,7 @@ CHECKS: dict[str, CheckFn] = {
 
 
 TIMING = ("every", "at_init", "at_end")
+OPTION_VALUES: dict[str, tuple[Any, ...]] = {"hvp_mode": HVP_MODES, "dtype": (None, *DTYPES)}
 
 
 @dataclass
@@ -278,6 +281,9 @@ class CheckSpec:
 def _spec(name: str, opts: Mapping[str, Any]) -> CheckSpec:
     check_options(f"checks.{name}", "check", CHECKS, name, opts, skip=1, extra=TIMING)
     require_int(opts.get("every", 0), f"checks.{name}.every", low=0)
+    for key, allowed in OPTION_VALUES.items():
+        if key in opts and opts[key] not in allowed:
+            raise ConfigError(f"checks.{name}.{key} must be one of {', '.join(map(str, allowed))}, got {opts[key]!r}")
     for key in ("at_init", "at_end"):
         if not isinstance(opts.get(key, True), bool):
             raise ConfigError(f"checks.{name}.{key} must be true or false, got {opts[key]!r}")

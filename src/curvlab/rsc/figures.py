@@ -135,6 +135,10 @@ def _width(r: Run) -> int:
     return int(r.config.model.width)
 
 
+def _seed(r: Run) -> int:
+    return int(r.config.seed)
+
+
 def _ref_line(ax, m: np.ndarray, v0: float, slope: float, label: str) -> None:
     ms = np.array([m.min(), m.max()], dtype=float)
     ax.plot(ms, v0 * (ms / ms[0]) ** slope, "k--", lw=1, label=label)
@@ -375,7 +379,7 @@ def width_scaling(runs: list[Run], out_dir: Path) -> list[Path]:
     """Per model: (a) min_t ||g_bar_t|| vs width, mean +- std over seeds, diverged runs marked (the RSC
     quantity of Theorem 5.1, Fig. 1(b)'s axis); (b) the predictor-Hessian norm at theta_0 and at the
     end vs width on log-log axes with the fitted slopes next to Theorem 4.1's -1/2. Writes the slopes
-    to ``width_scaling_slopes.json``."""
+    (pooled and per seed) and the mean min_t ||g_bar_t|| per width to ``width_scaling_slopes.json``."""
     paths, slopes = [], {}
     for name, group in _by(runs, _model_name).items():
         fig, (ax_a, ax_b) = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -391,12 +395,16 @@ def width_scaling(runs: list[Run], out_dir: Path) -> list[Path]:
         ax_a.set(xscale="log", xlabel="width m", ylabel=r"min$_t\,\|\bar g_t\|$", title=f"{name}: RSC quantity vs width")
         ax_a.grid(alpha=0.3)
         ax_a.legend()
-        slopes[name] = {}
+        slopes[name] = {"min_gbar_norm": {int(w): float(v.mean()) for w, v in zip(ws, g) if len(v)}}
         for when, read, marker in (("init", at_init, "o"), ("end", at_end, "s")):
-            m = np.array([_width(r) for r in group], dtype=float)
-            v = np.array([read(r, "hessian", "pred_norm_max") if r.status in PLOTTED else math.nan for r in group])
+            def norms(rs: list[Run]) -> tuple[np.ndarray, np.ndarray]:
+                return (np.array([_width(r) for r in rs], dtype=float),
+                        np.array([read(r, "hessian", "pred_norm_max") if r.status in PLOTTED else math.nan for r in rs]))
+
+            m, v = norms(group)
             slope = loglog_slope(m, v)
             slopes[name][when] = slope
+            slopes[name][f"{when}_per_seed"] = [loglog_slope(*norms(rs)) for rs in _by(group, _seed).values()]
             ax_b.plot(m, v, marker, alpha=0.6, label=f"at {when}: slope {slope:.2f}")
         finite = np.array([at_init(r, "hessian", "pred_norm_max") for r in group])
         if np.isfinite(finite).any():

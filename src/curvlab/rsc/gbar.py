@@ -111,7 +111,7 @@ def functional(model: nn.Module) -> FunctionalModel:
 
 def fused_grads(model: nn.Module, x: Tensor, y: Tensor) -> FusedGrads:
     """Square loss, its gradient and g_bar_t of any model, per parameter of :func:`functional`'s order:
-    DeepMLP's closed form, else the generic engine's one forward and one batched VJP
+    DeepMLP's closed form, else the generic engine's one forward and two VJPs
     (:func:`curvlab.geometry.gradients.loss_grad_and_gbar`)."""
     if isinstance(model, DeepMLP):
         return loss_grad_and_gbar(model, x, y)
