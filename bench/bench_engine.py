@@ -26,7 +26,7 @@ from curvlab.geometry.functional import FunctionalModel
 from curvlab.geometry.gradients import loss_grad_and_gbar
 from curvlab.geometry.spectral import HVP_MODES, hvp_operator
 from curvlab.rsc import gbar as closed_form
-from curvlab.rsc.model import square_loss
+from curvlab.rsc.losses import square_loss
 from curvlab.rsc.nets import ConvNet, ResNet
 from timing import fig1_workload, median_seconds
 

@@ -15,7 +15,7 @@ import argparse
 import torch
 
 from curvlab.rsc.gbar import backprop, forward_cache, loss_grad_and_gbar
-from curvlab.rsc.model import square_loss
+from curvlab.rsc.losses import square_loss
 from timing import fig1_workload, median_seconds
 
 

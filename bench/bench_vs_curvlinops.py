@@ -19,7 +19,7 @@ from torch import nn
 
 from curvlab.geometry.functional import FunctionalModel
 from curvlab.geometry.spectral import loss_hessian_extremes
-from curvlab.rsc.model import square_loss
+from curvlab.rsc.losses import square_loss
 from curvlab.rsc.nets import ConvNet
 from timing import fig1_workload, median_seconds
 

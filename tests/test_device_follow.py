@@ -23,7 +23,8 @@ from curvlab.geometry.functional import FunctionalModel
 from curvlab.geometry.spectral import hvp_operator
 from curvlab.rsc.gbar import loss_grad_and_gbar
 from curvlab.rsc.lipschitz import predictor_gradient_norms
-from curvlab.rsc.model import DeepMLP, square_loss
+from curvlab.rsc.losses import square_loss
+from curvlab.rsc.model import DeepMLP
 from curvlab.rsc.ntk import empirical_ntk
 
 META = torch.device("meta")

@@ -24,7 +24,7 @@ from curvlab.run.store import read_history  # noqa: E402
 from geometry_helpers import tiny  # noqa: E402
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-GEOMETRY = ("hessian", "ntk", "restricted_curvature", "distance", "lipschitz")
+GEOMETRY = ("hessian", "ntk", "restricted_curvature", "distance", "lipschitz", "loss_curvature")
 
 
 def _boom(ctx: CheckContext, **_: object) -> dict[str, float]:
@@ -77,7 +77,7 @@ def test_all_geometry_checks_run_and_agree(k):
 def test_restricted_curvature_without_hessian_computes_its_own_beta():
     from curvlab.geometry.functional import FunctionalModel
     from curvlab.geometry.spectral import loss_hessian_extremes
-    from curvlab.rsc.model import square_loss
+    from curvlab.rsc.losses import square_loss
 
     ctx = _ctx(step=7)
     out = GeometryCallback({"restricted_curvature": {"every": 1, "dtype": "float64", "tol": 1e-10}}).measure(ctx)

@@ -23,7 +23,7 @@ from curvlab.geometry.distances import ball_distances
 from curvlab.geometry.flat import flatten
 from curvlab.geometry.functional import FunctionalModel
 from curvlab.rsc.gbar import loss_grad_and_gbar
-from curvlab.rsc.model import square_loss
+from curvlab.rsc.losses import square_loss
 from geometry_helpers import tiny
 
 F64 = dict(dtype=torch.float64)

@@ -19,7 +19,7 @@ from curvlab.geometry.ntk import ntk_gram, ntk_matvec, ntk_stats_matrix_free
 from curvlab.geometry.spectral import HVP_MODES, extreme_eigenvalues, hvp_operator, loss_hessian_extremes
 from curvlab.geometry.trace import density, hutchpp_trace, slq
 from curvlab.rsc import gbar as closed_form
-from curvlab.rsc.model import square_loss
+from curvlab.rsc.losses import square_loss
 from curvlab.rsc.ntk import empirical_ntk
 
 TIGHT = {"tol": 1e-12, "maxiter": 3000, "ncv": 20}

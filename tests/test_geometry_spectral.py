@@ -20,7 +20,7 @@ from curvlab.geometry.spectral import (
     operator_norm,
 )
 from curvlab.rsc.gbar import loss_grad_and_gbar
-from curvlab.rsc.model import square_loss
+from curvlab.rsc.losses import square_loss
 from geometry_helpers import tiny
 
 TIGHT = dict(tol=1e-10, maxiter=2000, ncv=20)

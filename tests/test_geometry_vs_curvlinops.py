@@ -13,7 +13,7 @@ from torch import nn
 from curvlab.geometry.functional import FunctionalModel
 from curvlab.geometry.spectral import hvp_operator, loss_hessian_extremes
 from curvlab.geometry.trace import hutchpp_trace
-from curvlab.rsc.model import square_loss
+from curvlab.rsc.losses import square_loss
 
 
 def _models():

@@ -57,9 +57,9 @@ def test_nan_mid_run_marks_diverged_and_keeps_history(tmp_path, monkeypatch):
     real = rsc.fused_grads
     calls = {"n": 0}
 
-    def nan_at_step_3(model, x, y):
+    def nan_at_step_3(model, x, y, loss):
         calls["n"] += 1
-        out = real(model, x, y)
+        out = real(model, x, y, loss)
         if calls["n"] == 4:  # step 3
             out.loss = torch.tensor(float("nan"))
         return out

@@ -7,7 +7,7 @@ from torch.func import functional_call, jacrev, vmap
 from curvlab.geometry.flat import flatten
 from curvlab.rsc.gbar import loss_grad_and_gbar
 from curvlab.rsc.init import rsc_init
-from curvlab.rsc.model import square_loss
+from curvlab.rsc.losses import square_loss
 from curvlab.rsc.model import DeepMLP
 
 

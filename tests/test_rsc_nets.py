@@ -9,7 +9,7 @@ from conftest import compose_cfg
 
 from curvlab.geometry.flat import flatten
 from curvlab.rsc.gbar import functional, fused_grads
-from curvlab.rsc.model import square_loss
+from curvlab.rsc.losses import square_loss
 from curvlab.rsc.nets import ConvNet, ResNet, TorchMLP
 from curvlab.run.errors import ConfigError
 from curvlab.run.fit import run

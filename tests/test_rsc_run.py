@@ -56,3 +56,19 @@ def test_check_values_appear_only_on_the_steps_they_ran(tmp_path):
     assert ran == [0, 3, 6, 7]  # at init, every 3 steps, and the end-of-run check at step 7
     assert len(hist["step"]) == 8 and hist["step"][:7] == [0, 1, 2, 3, 4, 5, 6]
     assert summary["final_checks"]["check/distance/failed"] == 0.0
+
+
+def test_auto_lr_starts_at_lr_times_lambda_max_equal_to_omega(tmp_path):
+    """lr = omega / beta_0 (Lemma 5.2): the Hessian check at theta_0 reads lr * lambda_max = omega."""
+    summary, hist = _run(tmp_path, "trainer.max_steps=3", "optimizer.lr=auto", "optimizer.omega=0.5",
+                         "+checks.hessian={every: 0, inputs: 0, loss_min: false, tol: 1e-6, maxiter: 1000}")
+    assert summary["beta0"] > 0 and math.isclose(summary["lr"], 0.5 / summary["beta0"])
+    assert math.isclose(hist["check/hessian/lr_times_lambda_max"][0], 0.5, rel_tol=1e-3)
+
+
+def test_a_cross_entropy_run_logs_its_loss_terms(tmp_path):
+    summary, hist = _run(tmp_path, "trainer.max_steps=3", "loss=cross_entropy", "data.target=onehot",
+                         "+checks.loss_curvature={every: 1}")
+    lam = hist["check/loss_curvature/lambda_t"]
+    assert summary["status"] == "completed" and len(lam) == 3 + 1 and all(0 < v < 2 for v in lam)  # and at the end
+    assert all(abs(a) < 1e-6 for a in hist["check/loss_curvature/a_t"])  # l'' 1 = 0: Assumption 3 (i) fails

@@ -22,8 +22,15 @@ RECOVERY = ["experiment=fig3a_fcn_success", "logger=csv", "progress_bar=false", 
         (["+model.widht=8"], "model.widht: unknown key of MLPConfig"),
         (["+optimizer.lrr=1"], "optimizer.lrr: unknown key of SGDConfig"),
         (["+logger.wandb.projekt=x"], "logger.wandb.projekt: unknown key of WandbConfig"),
-        (["optimizer.lr=inf"], "optimizer.lr must be a finite number > 0, got inf"),
-        (["optimizer.lr=0"], "optimizer.lr must be a finite number > 0, got 0.0"),
+        (["optimizer.lr=inf"], "optimizer.lr must be auto or a finite number > 0, got inf"),
+        (["optimizer.lr=0"], "optimizer.lr must be auto or a finite number > 0, got 0"),
+        (["optimizer.lr=auto", "optimizer.omega=0"], "optimizer.omega must be a finite number > 0, got 0.0"),
+        (["optimizer.lr=auto", "optimizer._target_=torch.optim.Adam"],
+         "optimizer.lr=auto is GD's omega / beta (Lemma 5.2), for torch.optim.SGD; torch.optim.Adam takes a number"),
+        (["loss=cross_entropy"], "loss=cross_entropy takes data.target=onehot, got 'scalar'"),
+        (["loss=logistic", "data.target=onehot"], "loss=logistic takes data.target=binary, got 'onehot'"),
+        (["data.target=ordinal"], "data.target must be one of scalar, onehot, binary, got 'ordinal'"),
+        (["loss.name=hinge"], "loss.name must be one of square, cross_entropy, logistic, got 'hinge'"),
         (["trainer.loss_tol=-1e-3"], "trainer.loss_tol must be a finite number >= 0, got -0.001"),
         (["trainer.diverge_loss=0"], "trainer.diverge_loss must be a finite number > 0, got 0.0"),
         (["seed=-1"], "seed must be a non-negative integer, got -1"),
@@ -36,6 +43,7 @@ RECOVERY = ["experiment=fig3a_fcn_success", "logger=csv", "progress_bar=false", 
         (["+checks.x={_target_: torch.nn.Tanh}"], "configs build objects only in the groups ['callbacks', 'model', 'optimizer']"),
         (RECOVERY + ["optimizer.eta=fast"], "optimizer.eta must be auto or a finite number > 0, got 'fast'"),
         (RECOVERY + ["optimizer.eta=nan"], "optimizer.eta must be auto or a finite number > 0, got nan"),
+        (RECOVERY + ["loss=logistic"], "loss=logistic is for the RSC task"),
         (RECOVERY + ["trainer.tol=-1"], "trainer.tol must be a finite number >= 0, got -1.0"),
         (RECOVERY + ["data.weights=ones"], "data.weights must be one of gaussian, orthonormal, unit, got 'ones'"),
         (RECOVERY + ["+init.radiuz=1"], "init.radiuz: unknown key of LocalInitConfig"),
@@ -72,7 +80,7 @@ def test_configuration_errors_print_one_line_and_the_traceback_on_request(tmp_pa
     args = ["curvlab.train", *TINY, "optimizer.lr=inf", f"hydra.run.dir={tmp_path / 'r'}"]
     proc = run_cli(*args)
     assert proc.returncode == 1
-    assert proc.stderr.strip() == "Error: optimizer.lr must be a finite number > 0, got inf"
+    assert proc.stderr.strip() == "Error: optimizer.lr must be auto or a finite number > 0, got inf"
     assert not (tmp_path / "r").exists()  # nothing was created, let alone trained
     full = run_cli(*args, env={"HYDRA_FULL_ERROR": "1"})
     assert full.returncode == 1 and "Traceback" in full.stderr and "optimizer.lr must be" in full.stderr

@@ -71,6 +71,22 @@ def hvp_operator(fun: Callable[[Tensor], Tensor], theta: Tensor, mode: str = "re
     raise ValueError(f"unknown HVP mode {mode!r}; choose one of {HVP_MODES}")
 
 
+def gauss_newton_operator(fn: Callable[[Tensor], Tensor], theta: Tensor, curvature: Tensor) -> MatVec:
+    """v -> sum_i J_i^T C_i J_i v, with J_i the (k x p) Jacobian of row i of ``fn(theta)`` (n, k) and
+    C_i = ``curvature[i]`` (k x k): with C_i = l''_i / n the Gauss-Newton part of the loss Hessian,
+    the I_1 term of the proofs of Theorems 5.1 and B.1. J v is the VJP of the linear map u -> J^T u
+    (whose graph is recorded once), so a product is two backward passes and no forward one."""
+    theta = theta.detach()
+    out, vjp_fn = vjp(fn, theta)
+    _, j_fn = vjp(lambda u: vjp_fn(u)[0], torch.zeros_like(out))
+
+    def matvec(v: Tensor) -> Tensor:
+        (jv,) = j_fn(v)
+        return vjp_fn(torch.einsum("nij,nj->ni", curvature, jv))[0]
+
+    return matvec
+
+
 @dataclass
 class EigResult:
     value: float  # the requested eigenvalue (NaN if ARPACK returned none)

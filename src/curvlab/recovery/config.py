@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -12,7 +11,7 @@ from curvlab.recovery.measures import measure_specs
 from curvlab.recovery.teacher import KINDS, WEIGHTS
 from curvlab.run.errors import ConfigError
 from curvlab.run.schema import TrainerConfig
-from curvlab.run.validate import choice, integer, number
+from curvlab.run.validate import auto_or_positive, choice, integer, number
 
 
 @dataclass
@@ -86,6 +85,9 @@ SCHEMAS: dict[tuple[str | None, str], type] = {
 
 def validate(cfg: DictConfig) -> None:
     """Value ranges of a recovery config, and the names and options of its measures."""
+    if cfg.get("loss") is not None and cfg.loss.name != "square":
+        raise ConfigError(f"loss={cfg.loss.name} is for the RSC task; the recovery task trains its paper's own "
+                          "cross-entropy (curvlab/recovery/losses.py): drop the loss override")
     kind = cfg.model.name
     if kind not in KINDS:
         raise ConfigError(f"model={kind} is not a recovery model; use model=fcn or model=cnn")
@@ -99,14 +101,7 @@ def validate(cfg: DictConfig) -> None:
     choice(cfg, "data.weights", WEIGHTS)
     choice(cfg, "init.name", ("local", "gaussian", "tensor"))
     integer(cfg, "init.inits")
-    eta = cfg.optimizer.eta
-    if eta != "auto":
-        try:
-            ok = math.isfinite(float(eta)) and float(eta) > 0
-        except (TypeError, ValueError):
-            ok = False
-        if not ok:
-            raise ConfigError(f"optimizer.eta must be auto or a finite number > 0, got {eta!r}")
+    auto_or_positive(cfg, "optimizer.eta")
     number(cfg, "optimizer.eta_scale", 0.0, strict=True)
     number(cfg, "trainer.tol", 0.0, strict=False)
     measure_specs(cfg.get("measures"))

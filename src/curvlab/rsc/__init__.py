@@ -12,12 +12,13 @@ from curvlab.rsc.data import ImageData, load_images
 from curvlab.rsc.gbar import FusedGrads, functional, fused_grads, loss_grad_and_gbar
 from curvlab.rsc.init import normal_init, rsc_init, sigma0
 from curvlab.rsc.lipschitz import predictor_gradient_norms
-from curvlab.rsc.model import DeepMLP, mlp_forward, square_loss
+from curvlab.rsc.losses import LOSSES, Loss, square_loss
+from curvlab.rsc.model import DeepMLP, mlp_forward
 from curvlab.rsc.ntk import empirical_ntk
 
 __all__ = [
-    # the model, eq. (1)/(41), and its loss
-    "DeepMLP", "mlp_forward", "square_loss", "Activation", "ACTIVATIONS", "get_activation",
+    # the model, eq. (1)/(41), and its losses (Assumption 3, Appendix B)
+    "DeepMLP", "mlp_forward", "Activation", "ACTIVATIONS", "get_activation", "Loss", "LOSSES", "square_loss",
     # initialization (Assumption 2)
     "sigma0", "rsc_init", "normal_init",
     # data (Section 6)

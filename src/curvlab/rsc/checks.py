@@ -7,12 +7,14 @@ wall time and isolates failures. Options come from the ``checks/`` config group
 functions' signatures by :func:`check_specs`:
 
 * ``hessian``              predictor Hessian spectral norm at fixed inputs (Theorem 4.1) and the
-                           loss Hessian's lambda_max (= beta, Theorem 5.2) and lambda_min
+                           loss Hessian's lambda_max (= beta, Theorem 5.2) and lambda_min, with its
+                           Gauss-Newton and residual parts apart (Theorems B.1, B.2)
 * ``ntk``                  empirical NTK lambda_min next to the RSC quantity ||g_bar||^2 (Remark 5.5)
 * ``restricted_curvature`` alpha_t on Q_kappa ∩ B_rho2 (Theorem 5.1), along the GD step, and the
                            contraction vs Lemma 5.2's bound
 * ``distance``             layerwise spectral distance to theta_0 (Definition 3.1, Remark 5.4)
 * ``lipschitz``            ||grad_theta f|| and ||grad_x f|| (Lemma 4.1)
+* ``loss_curvature``       lambda_t of Theorems B.1 / B.2 and Assumption 3's a_t, b_t (any loss)
 
 Within one step, ``hessian`` leaves lambda_max and the lambda_min eigenvector in the context's
 ``cache``; ``restricted_curvature`` reuses them (beta, and a hard direction for its cone search)
@@ -40,10 +42,20 @@ from curvlab.geometry.curvature import (
 from curvlab.geometry.distances import ball_distances, layer_distances
 from curvlab.geometry.flat import flatten
 from curvlab.geometry.ntk import ntk_gram, ntk_stats
-from curvlab.geometry.spectral import HVP_MODES, EigResult, loss_hessian_extremes, predictor_hessian_norm
+from curvlab.geometry.spectral import (
+    HVP_MODES,
+    EigResult,
+    extreme_eigenvalues,
+    gauss_newton_operator,
+    hvp_operator,
+    loss_hessian_extremes,
+    operator_norm,
+    predictor_hessian_norm,
+)
 from curvlab.rsc import lipschitz
 from curvlab.rsc.gbar import FusedGrads, functional, fused_grads
-from curvlab.rsc.model import DeepMLP, square_loss
+from curvlab.rsc.losses import Loss, square_loss
+from curvlab.rsc.model import DeepMLP
 from curvlab.rsc.ntk import empirical_ntk
 from curvlab.run.errors import ConfigError
 from curvlab.run.values import DTYPES, check_options, require_int, resolve_dtype
@@ -62,15 +74,16 @@ class CheckContext:
     theta0: list[Tensor]  # a copy of the initial parameters, in curvlab.rsc.gbar.functional's order
     lr: float
     final: bool = False
+    loss: Loss = square_loss  # the training loss L = (1/n) sum_i l(y_i, f(theta; x_i))
     cache: dict[str, Any] = field(default_factory=dict)  # results shared by the checks of this iterate
 
 
     @classmethod
     def at(cls, model: nn.Module, x: Tensor, y: Tensor, step: int, theta0: list[Tensor], lr: float,
-           final: bool = False) -> CheckContext:
+           final: bool = False, loss: Loss = square_loss) -> CheckContext:
         """The context of ``model``'s current iterate on (x, y), its loss, gradient and g_bar computed
         here (what a user's own LightningModule returns from ``check_context``)."""
-        return cls(model, x, y, step, fused_grads(model, x, y), theta0, lr, final)
+        return cls(model, x, y, step, fused_grads(model, x, y, loss), theta0, lr, final, loss)
 
     @property
     def width(self) -> float:
@@ -92,7 +105,7 @@ def _loss_hessian(ctx: CheckContext, with_min: bool, eig: dict[str, Any]) -> tup
     if "lambda_max" in cache and (not with_min or "lambda_min" in cache):
         return cache["lambda_max"], cache.get("lambda_min")
     fm = functional(ctx.model)
-    top, low = loss_hessian_extremes(fm.loss_fn(square_loss, ctx.x, ctx.y), fm.theta(), with_min=with_min, **eig)
+    top, low = loss_hessian_extremes(fm.loss_fn(ctx.loss, ctx.x, ctx.y), fm.theta(), with_min=with_min, **eig)
     cache["lambda_max"] = top
     if low is not None:
         cache["lambda_min"] = low
@@ -111,11 +124,14 @@ def hessian_check(
     ncv: int = 12,
     seed: int = 0,
     hvp_mode: str = "reverse",
+    parts: bool = False,
 ) -> dict[str, float]:
     """||grad^2 f_h(theta; x_i)||_2 for the first ``inputs`` training points and outputs h in
-    ``outputs`` (default: all k), and loss-Hessian extremes. ``pred_norm_sqrt_m`` = max norm *
-    sqrt(m) estimates c_H of eq. (5); it should stay flat in m if Theorem 4.1's rate is right.
-    ``hvp_mode``: one of :data:`~curvlab.geometry.spectral.HVP_MODES` (``linearize`` for conv nets)."""
+    ``outputs`` (default: all k), and loss-Hessian extremes with ``lr_times_lambda_max`` (GD is
+    stable while it stays below 2). ``pred_norm_sqrt_m`` = max norm * sqrt(m) estimates c_H of
+    eq. (5); it should stay flat in m if Theorem 4.1's rate is right. ``parts``: the Hessian's two
+    terms apart (:func:`_hessian_parts`). ``hvp_mode``: one of
+    :data:`~curvlab.geometry.spectral.HVP_MODES` (``linearize`` for conv nets)."""
     eig = {"tol": tol, "maxiter": maxiter, "ncv": ncv, "seed": seed, "hvp_mode": hvp_mode}
     fm = functional(ctx.model)
     theta = fm.theta()
@@ -137,6 +153,7 @@ def hessian_check(
     if loss:
         top, low = _loss_hessian(ctx, loss_min, eig)
         out["loss_lambda_max"] = top.value
+        out["lr_times_lambda_max"] = ctx.lr * top.value
         converged &= top.converged
         matvecs += top.matvecs
         if low is not None:
@@ -144,9 +161,42 @@ def hessian_check(
             out["loss_lambda_min_rel"] = low.value / top.value if top.value > 0 else math.nan
             converged &= low.converged
             matvecs += low.matvecs
+    if parts:
+        split = _hessian_parts(ctx, eig)
+        out.update(split.pop("values"))
+        converged &= split["converged"]
+        matvecs += split["matvecs"]
     out["converged"] = float(converged)
     out["matvecs"] = float(matvecs)
     return out
+
+
+def _hessian_parts(ctx: CheckContext, eig: dict[str, Any]) -> dict[str, Any]:
+    """The loss Hessian's Gauss-Newton part G = (1/n) sum_i J_i^T l''_i J_i (I_1 in the proof of
+    Theorem B.1: lambda_max(G) <= b rho^2 by Lemma 4.1) and residual R = (1/n) sum_i l'_i grad^2 f_i
+    (I_2: ||R|| <= c_H sqrt(lambda_t) / sqrt(m) by Theorem 4.1 and Cauchy-Schwarz, the second term of
+    Theorem B.2's beta). ``residual_over_sqrt_lambda`` = ||R|| / sqrt(lambda_t) estimates c_H / sqrt(m)."""
+    opts = {k: v for k, v in eig.items() if k != "hvp_mode"}
+    fm = functional(ctx.model)
+    theta = fm.theta()
+    out_t = ctx.fused.out.detach()
+    gn = gauss_newton_operator(lambda th: fm(th, ctx.x), theta, ctx.loss.d2(out_t, ctx.y) / out_t.shape[0])
+    hvp = hvp_operator(fm.loss_fn(ctx.loss, ctx.x, ctx.y), theta, eig["hvp_mode"])
+    top, _ = extreme_eigenvalues(gn, theta.numel(), theta, with_min=False, **opts)
+    res = operator_norm(lambda v: hvp(v) - gn(v), theta.numel(), theta, **opts)
+    lam = float(ctx.loss.lambda_t(out_t, ctx.y))
+    values = {"gn_lambda_max": top.value, "residual_norm": abs(res.value),
+              "residual_over_sqrt_lambda": abs(res.value) / math.sqrt(lam) if lam > 0 else math.nan}
+    return {"values": values, "converged": top.converged and res.converged, "matvecs": top.matvecs + res.matvecs}
+
+
+def loss_curvature_check(ctx: CheckContext) -> dict[str, float]:
+    """The loss derivatives where the iterate is (output space only, no pass through the network):
+    Theorems B.1 / B.2's lambda_t = (1/n) sum_i ||l'_i||^2 and Assumption 3's a_t, b_t (extreme
+    eigenvalues of l''_i over the samples)."""
+    out = ctx.fused.out.detach()
+    a_t, b_t = ctx.loss.curvature_range(out, ctx.y)
+    return {"lambda_t": float(ctx.loss.lambda_t(out, ctx.y)), "a_t": a_t, "b_t": b_t}
 
 
 def ntk_check(ctx: CheckContext, *, kind: str = "mean", dtype: str = "float64") -> dict[str, float]:
@@ -193,7 +243,7 @@ def restricted_curvature_check(
     fm = functional(ctx.model)
     theta = fm.theta().to(dt)
     grad, gbar = flatten(ctx.fused.grad).to(dt), flatten(ctx.fused.gbar).to(dt)
-    loss = fm.loss_fn(square_loss, ctx.x.to(dt), ctx.y.to(dt))
+    loss = fm.loss_fn(ctx.loss, ctx.x.to(dt), ctx.y.to(dt))
     extra = []
     low = ctx.cache.get("lambda_min")
     if hard_direction and low is not None and low.vector is not None:
@@ -208,7 +258,8 @@ def restricted_curvature_check(
         beta_value = float(beta)
     loss_t = st.loss_t
     out = {**rc.as_dict(), **st.as_dict()}
-    out["alpha_upper"] = 2.0 * kappa**2 * ctx.fused.out.shape[1] * float(gbar.pow(2).sum())
+    a_t = ctx.loss.curvature_range(ctx.fused.out, ctx.y)[0]  # Assumption 3's a (2 for the square loss)
+    out["alpha_upper"] = a_t * kappa**2 * ctx.fused.out.shape[1] * float(gbar.pow(2).sum())
     out["in_cone_step"] = float(st.cos_step >= kappa)
     out["beta"] = beta_value
     c = contraction(loss_t, st.loss_next, loss_min, rc.alpha, beta_value, ctx.lr)
@@ -255,6 +306,7 @@ CHECKS: dict[str, CheckFn] = {
     "restricted_curvature": restricted_curvature_check,
     "distance": distance_check,
     "lipschitz": lipschitz_check,
+    "loss_curvature": loss_curvature_check,
 }
 
 

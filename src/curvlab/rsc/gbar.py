@@ -18,7 +18,8 @@ from torch import Tensor, nn
 
 from curvlab.geometry.functional import FunctionalModel
 from curvlab.geometry.gradients import loss_grad_and_gbar as generic_loss_grad_and_gbar
-from curvlab.rsc.model import DeepMLP, mlp_forward, square_loss
+from curvlab.rsc.losses import Loss, square_loss
+from curvlab.rsc.model import DeepMLP, mlp_forward
 
 
 @dataclass
@@ -33,7 +34,7 @@ class ForwardCache:
 
 @dataclass
 class FusedGrads:
-    loss: Tensor  # scalar square loss (1/n) sum_i ||y_i - f(x_i)||^2
+    loss: Tensor  # scalar L(theta) = (1/n) sum_i l(y_i, f(x_i))
     out: Tensor  # (n, k) predictions
     grad: list[Tensor]  # dL/dtheta, one tensor per parameter of model.params()
     gbar: list[Tensor]  # g_bar = (1/(nk)) sum_{i,h} grad_theta f_h(theta; x_i), same layout
@@ -89,19 +90,19 @@ def _fused_single_output(model: DeepMLP, cache: ForwardCache, c: Tensor) -> tupl
     return grad, gbar
 
 
-def loss_grad_and_gbar(model: DeepMLP, x: Tensor, y: Tensor) -> FusedGrads:
-    """Square loss, its gradient and g_bar_t from one forward and one fused backward pass."""
+def loss_grad_and_gbar(model: DeepMLP, x: Tensor, y: Tensor, loss: Loss = square_loss) -> FusedGrads:
+    """The loss, its gradient and g_bar_t from one forward and one fused backward pass."""
     with torch.no_grad():
         cache = forward_cache(model, x)
         n, k = cache.out.shape
-        loss = square_loss(cache.out, y)
-        c = 2.0 * (cache.out - y) / n  # dL/df
+        value = loss(cache.out, y)
+        c = loss.grad_out(cache.out, y)  # dL/df
         if k == 1:
             grad, gbar = _fused_single_output(model, cache, c)
         else:
             both, _ = backprop(model, cache, torch.stack([c, torch.full_like(c, 1.0 / (n * k))]))
             grad, gbar = [g[0] for g in both], [g[1] for g in both]
-    return FusedGrads(loss, cache.out, grad, gbar)
+    return FusedGrads(value, cache.out, grad, gbar)
 
 
 def functional(model: nn.Module) -> FunctionalModel:
@@ -109,12 +110,12 @@ def functional(model: nn.Module) -> FunctionalModel:
     return FunctionalModel.of(model, model.params() if isinstance(model, DeepMLP) else None)
 
 
-def fused_grads(model: nn.Module, x: Tensor, y: Tensor) -> FusedGrads:
-    """Square loss, its gradient and g_bar_t of any model, per parameter of :func:`functional`'s order:
+def fused_grads(model: nn.Module, x: Tensor, y: Tensor, loss: Loss = square_loss) -> FusedGrads:
+    """The loss, its gradient and g_bar_t of any model, per parameter of :func:`functional`'s order:
     DeepMLP's closed form, else the generic engine's one forward and two VJPs
     (:func:`curvlab.geometry.gradients.loss_grad_and_gbar`)."""
     if isinstance(model, DeepMLP):
-        return loss_grad_and_gbar(model, x, y)
+        return loss_grad_and_gbar(model, x, y, loss)
     fm = functional(model)
-    g = generic_loss_grad_and_gbar(fm, fm.theta(), x, y, square_loss)
+    g = generic_loss_grad_and_gbar(fm, fm.theta(), x, y, loss)
     return FusedGrads(g.loss, g.out, fm.unflatten(g.grad), fm.unflatten(g.gbar))

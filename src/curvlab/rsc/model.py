@@ -33,11 +33,6 @@ def mlp_forward(
     return a @ head.T / math.sqrt(head.shape[1])
 
 
-def square_loss(out: Tensor, y: Tensor) -> Tensor:
-    """(1/n) sum_i sum_h (y_ih - f_ih)^2 (RSC paper, Section 3 and Appendix C.1)."""
-    return (out - y).pow(2).sum() / out.shape[0]
-
-
 class DeepMLP(nn.Module):
     """L hidden layers of width m with 1/sqrt(fan-in) scaling and k linear outputs."""
 

@@ -1,11 +1,12 @@
 """``RSCModule``: full-batch GD on the deep MLP (RSC paper, Section 6 / Figure 1).
 
-Every step logs, at the iterate theta_t before its update: the square loss, ||grad L||,
+Every step logs, at the iterate theta_t before its update: the loss (``loss`` group), ||grad L||,
 ||g_bar_t|| (Theorem 5.1; Definition C.1 for k outputs) and cos(-grad L, g_bar_t). Both gradients
 come from one fused backward pass (:mod:`curvlab.rsc.gbar`); the optimizer (``optimizer`` group,
 plain ``torch.optim.SGD`` for GD) applies the loss gradient. Stops when the loss is below
 ``loss_tol`` (converged), at ``trainer.max_steps`` (completed), or on NaN/inf/blow-up (diverged);
-a callback that ends training earlier leaves it ``stopped`` (:attr:`RSCModule.status`).
+a callback that ends training earlier leaves it ``stopped`` (:attr:`RSCModule.status`). With
+``optimizer.lr=auto`` the step is omega / beta_0 (:func:`auto_lr`; beta0 and lr go to the summary).
 
 The geometry checks run in :class:`curvlab.rsc.callback.GeometryCallback`, which measures the
 iterate of :meth:`RSCModule.check_context` and adds its values to the step's :attr:`row`.
@@ -25,8 +26,10 @@ from torch import nn
 from curvlab.rsc.callback import GeometryCallback
 from curvlab.rsc.checks import CheckContext
 from curvlab.rsc.data import load_images
+from curvlab.geometry.spectral import loss_hessian_extremes
 from curvlab.rsc.gbar import FusedGrads, functional, fused_grads
 from curvlab.rsc.init import normal_init, rsc_init
+from curvlab.rsc.losses import LOSSES, Loss, square_loss
 from curvlab.run.instantiate import safe_instantiate
 from curvlab.run.loggers import log_row
 from curvlab.run.store import COMPLETED, CONVERGED, DIVERGED, STOPPED
@@ -34,6 +37,7 @@ from curvlab.run.values import resolve_dtype
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 NOT_NET_KEYS = ("module", "allow_nonsmooth")  # model keys that are not the network's arguments
+NOT_OPTIMIZER_KEYS = ("omega",)  # optimizer keys that set the step size instead of reaching the optimizer
 
 
 def _norm(ts: list[torch.Tensor]) -> torch.Tensor:
@@ -58,6 +62,8 @@ class RSCModule(L.LightningModule):
         optimizer: OptimizerFactory,
         loss_tol: float,
         diverge_loss: float,
+        loss: Loss = square_loss,
+        step_size: dict[str, float] | None = None,
     ):
         super().__init__()
         self.automatic_optimization = False
@@ -67,6 +73,8 @@ class RSCModule(L.LightningModule):
         self.optimizer = optimizer
         self._params = functional(model).params()
         self.loss_tol, self.diverge_loss = loss_tol, diverge_loss
+        self.loss = loss
+        self.step_size = step_size or {}  # how lr=auto chose the step (beta0, lr), for the summary
         self.row: dict[str, float] = {}  # what callbacks measured at this step's iterate, for its history row
         self.diverged = self.converged = False
         self.last_good_step = -1
@@ -104,7 +112,7 @@ class RSCModule(L.LightningModule):
     def _fused_at(self, step: int) -> FusedGrads:
         """Loss, gradient and g_bar at the current iterate, computed once per step."""
         if self._fused is None or self._fused[0] != step:
-            self._fused = (step, fused_grads(self.model, self.x, self.y))
+            self._fused = (step, fused_grads(self.model, self.x, self.y, self.loss))
         return self._fused[1]
 
     def check_context(self, final: bool) -> CheckContext | None:
@@ -113,10 +121,10 @@ class RSCModule(L.LightningModule):
         if self._theta0 is None or self.diverged:
             return None
         step = self.global_step
-        fused = fused_grads(self.model, self.x, self.y) if final else self._fused_at(step)
+        fused = fused_grads(self.model, self.x, self.y, self.loss) if final else self._fused_at(step)
         if not final and is_diverged(fused.loss.item(), self.diverge_loss):
             return None
-        return CheckContext(self.model, self.x, self.y, step, fused, self._theta0, self.lr, final)
+        return CheckContext(self.model, self.x, self.y, step, fused, self._theta0, self.lr, final, self.loss)
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
         step = self.global_step
@@ -153,8 +161,20 @@ class RSCModule(L.LightningModule):
             "last_good_step": self.last_good_step,
             "final_loss": self.final_loss,
             "min_gbar_norm": self.min_gbar,
+            **self.step_size,
             "final_checks": {},  # the GeometryCallback's summary replaces it when checks ran
         }
+
+
+def auto_lr(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: Loss, omega: float) -> dict[str, float]:
+    """Lemma 5.2's step eta = omega / beta with beta_0 = lambda_max of the loss Hessian at theta_0
+    (Lanczos to 1e-4): {"beta0", "lr"}."""
+    fm = functional(model)
+    top, _ = loss_hessian_extremes(fm.loss_fn(loss, x, y), fm.theta(), with_min=False, tol=1e-4, maxiter=1000)
+    if not (math.isfinite(top.value) and top.value > 0):
+        raise RuntimeError(f"optimizer.lr=auto: lambda_max of the loss Hessian at theta_0 is {top.value:g}, "
+                           "not a positive number; set optimizer.lr to a number")
+    return {"beta0": top.value, "lr": omega / top.value}
 
 
 def build(cfg: DictConfig) -> tuple[RSCModule, list[L.Callback]]:
@@ -172,8 +192,15 @@ def build(cfg: DictConfig) -> tuple[RSCModule, list[L.Callback]]:
         rsc_init(model, cfg.init.sigma1, gen)
     elif cfg.init.name == "gaussian":
         normal_init(model, cfg.init.std, gen)  # "torch": the module's own init, seeded by seed_everything
-    optimizer = safe_instantiate(cfg.optimizer, base=torch.optim.Optimizer)
-    module = RSCModule(model, x, y, optimizer, loss_tol=cfg.trainer.loss_tol, diverge_loss=cfg.trainer.diverge_loss)
+    loss = LOSSES[cfg.loss.name]
+    opt = {k: v for k, v in OmegaConf.to_container(cfg.optimizer, resolve=True).items() if k not in NOT_OPTIMIZER_KEYS}
+    step_size = {}
+    if opt["lr"] == "auto":
+        step_size = auto_lr(model, x, y, loss, cfg.optimizer.omega)
+        opt["lr"] = step_size["lr"]
+    optimizer = safe_instantiate(opt, base=torch.optim.Optimizer)
+    module = RSCModule(model, x, y, optimizer, loss_tol=cfg.trainer.loss_tol, diverge_loss=cfg.trainer.diverge_loss,
+                       loss=loss, step_size=step_size)
     gc = cfg.geometry
     callbacks: list[L.Callback] = ([GeometryCallback(dict(cfg.checks), gc.budget, gc.subset, gc.subset_seed)]
                                    if cfg.get("checks") else [])

@@ -74,6 +74,7 @@ class RootConfig:
     optimizer: Any = None
     trainer: Any = None
     init: Any = None
+    loss: Any = None
     checks: Any = field(default_factory=dict)
     geometry: GeometryConfig = field(default_factory=GeometryConfig)
     measures: Any = field(default_factory=dict)

@@ -3,7 +3,8 @@
 
 :func:`validate_common` checks what every job's config must satisfy: keys the schemas do not know,
 even when added with ``+key=value``; ``_target_`` nodes (:mod:`curvlab.run.instantiate`); shared
-values. Each task adds its own checks with :func:`integer`, :func:`number` and :func:`choice`
+values. Each task adds its own checks with :func:`integer`, :func:`number`, :func:`auto_or_positive`
+and :func:`choice`
 (:func:`curvlab.tasks.validate` runs both). :func:`check_hydra_node` checks what Hydra itself builds
 from a config (``hydra.callbacks``, the logging configs) before Hydra builds it.
 """
@@ -38,6 +39,19 @@ def number(cfg: DictConfig, key: str, low: float, strict: bool) -> None:
     ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and (v > low if strict else v >= low)
     if not ok:
         raise ConfigError(f"{key} must be a finite number {'>' if strict else '>='} {low:g}, got {v!r}")
+
+
+def auto_or_positive(cfg: DictConfig, key: str) -> None:
+    """``key`` must be ``auto`` (a step size the run computes) or a finite number > 0."""
+    v = OmegaConf.select(cfg, key)
+    if v == "auto":
+        return
+    try:
+        ok = not isinstance(v, bool) and math.isfinite(float(v)) and float(v) > 0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ConfigError(f"{key} must be auto or a finite number > 0, got {v!r}")
 
 
 def choice(cfg: DictConfig, key: str, allowed: tuple[Any, ...]) -> None:
