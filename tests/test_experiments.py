@@ -32,6 +32,10 @@ SMALL: dict[str, list[str]] = {
     # RSC claims on other models
     "rsc_convnet_width": ["model.width=2", "data.n=16", "trainer.max_steps=2", "checks.hessian.inputs=1"],
     "rsc_resnet_width": ["model.width=2", "data.n=16", "trainer.max_steps=2", "checks.hessian.inputs=1"],
+    # step sizes, optimizers and losses beyond the paper's GD on the square loss
+    "sharpness_vs_lr": TINY_RSC + ["checks.hessian.every=1"],
+    "rsc_sgd_vs_gd": TINY_RSC + ["optimizer=sgd", "data.batch_size=8"],
+    "rsc_cross_entropy": TINY_RSC + ["checks.restricted_curvature.every=1", "checks.restricted_curvature.n_dirs=2"],
 }
 
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))

@@ -152,7 +152,7 @@ def test_the_geometry_callback_measures_a_users_own_module(tmp_path):
     and at the end; without a ``row`` to join, their values go to the module's loggers."""
     from lightning.pytorch.loggers import CSVLogger
 
-    from curvlab.run.fit import full_batch_loader
+    from curvlab.run.loaders import full_batch_loader
 
     module = _UserModule()
     cb = GeometryCallback({"ntk": {"every": 2}, "distance": {"every": 0, "at_init": False}})

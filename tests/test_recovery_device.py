@@ -21,7 +21,7 @@ from curvlab.recovery.init import gaussian_init, local_init
 from curvlab.recovery.module import RecoveryModule
 from curvlab.recovery.teacher import sample_teacher
 from curvlab.recovery.tensor_init import empirical_p2, empirical_r3, subspace, tensor_init
-from curvlab.run.fit import full_batch_loader
+from curvlab.run.loaders import full_batch_loader
 
 
 @pytest.fixture(autouse=True)

@@ -72,3 +72,34 @@ def test_a_cross_entropy_run_logs_its_loss_terms(tmp_path):
     lam = hist["check/loss_curvature/lambda_t"]
     assert summary["status"] == "completed" and len(lam) == 3 + 1 and all(0 < v < 2 for v in lam)  # and at the end
     assert all(abs(a) < 1e-6 for a in hist["check/loss_curvature/a_t"])  # l'' 1 = 0: Assumption 3 (i) fails
+
+
+def test_minibatch_sgd_logs_the_full_data_gbar_of_its_own_iterates(tmp_path):
+    """Replayed by hand (same init, same seeded batches, plain SGD), each logged ||g_bar_t|| is the
+    full-training-set g_bar at the replayed iterate, computed here from the dense Jacobian."""
+    import torch
+    from torch.func import jacrev
+
+    from curvlab.rsc.gbar import functional
+    from curvlab.rsc.module import build
+    from curvlab.run.loaders import minibatch_loader
+
+    overrides = ["data.n=32", "model.width=8", "optimizer=sgd", "optimizer.lr=0.5", "optimizer.momentum=0",
+                 "data.batch_size=8", "trainer.max_steps=6", "trainer.loss_tol=0"]
+    summary, hist = _run(tmp_path, *overrides)
+    module, _ = build(compose_cfg(BASE + overrides))
+    model, x, y = module.model, module.x, module.y
+    opt = torch.optim.SGD(functional(model).params(), lr=0.5)
+    loader = minibatch_loader(x, y, 8, seed=0)  # 4 batches an epoch, in the order of (seed, epoch)
+    batches = []
+    for epoch in range(2):
+        loader.sampler.set_epoch(epoch)
+        batches += list(loader)
+    for t, (xb, yb) in enumerate(batches[:6]):
+        fm = functional(model)
+        gbar = jacrev(lambda th: fm(th, x))(fm.theta()).mean((0, 1))
+        assert math.isclose(hist["gbar_norm"][t], float(gbar.norm()), rel_tol=1e-5), t
+        opt.zero_grad()
+        module.loss(model(xb), yb).backward()
+        opt.step()
+    assert summary["status"] == "completed" and len(hist["gbar_norm"]) == 6

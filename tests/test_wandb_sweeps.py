@@ -8,6 +8,7 @@ import yaml
 from conftest import CONF, ROOT
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
 from wandb.sdk.launch.sweeps.utils import create_sweep_command, create_sweep_command_args
 
 SWEEP_FILES = sorted((ROOT / "sweeps").glob("*.yaml"))
@@ -50,9 +51,10 @@ def _check_command(cfg: dict, params: dict) -> None:
     assert expanded[:2] == ["-m", "curvlab.train"]
     overrides = expanded[2:]
     assert not any(o.startswith("+") for o in overrides)
-    cfg_run = compose(config_name="config", overrides=overrides)  # raises on unknown keys or groups
-    for key, value in params.items():
-        assert cfg_run[key.split(".")[0]][key.split(".")[1]] == value if "." in key else cfg_run[key] == value
+    cfg_run = compose(config_name="config", overrides=overrides, return_hydra_config=True)  # raises on unknown keys
+    choices = cfg_run.hydra.runtime.choices
+    for key, value in params.items():  # a config group's choice, or a value
+        assert (choices[key] if key in choices else OmegaConf.select(cfg_run, key)) == value
 
 
 EXPERIMENTS = sorted((ROOT / "conf" / "experiment").glob("*.yaml"))

@@ -15,6 +15,7 @@ from typing import Any
 from curvlab.plotting import Figure, require, selected
 from curvlab.recovery import figures as recovery
 from curvlab.rsc import figures as rsc
+from curvlab.rsc import figures_training as training
 from curvlab.run.store import DIVERGED, FINISHED, Run, load_runs
 from curvlab.run.wandb_runs import load_wandb_runs
 
@@ -25,6 +26,9 @@ FIGURES: dict[str, Figure] = {
     "rsc_vs_ntk": Figure(rsc.rsc_vs_ntk, "rsc", FINISHED, checks=("ntk",)),
     "restricted_curvature": Figure(rsc.restricted_curvature, "rsc", checks=("restricted_curvature",)),
     "width_scaling": Figure(rsc.width_scaling, "rsc", FINISHED, checks=("hessian",)),
+    "sharpness": Figure(training.sharpness, "rsc", FINISHED, checks=("hessian",)),
+    "optimizers": Figure(training.optimizers, "rsc", FINISHED),
+    "loss_terms": Figure(training.loss_terms, "rsc", FINISHED, checks=("loss_curvature",)),
     "fig2": Figure(recovery.fig2, "rho", keys=("rho_fcn",)),
     "fig3a": Figure(recovery.fig3a, "recovery", keys=("success_rate",), kind="fcn", marks=(DIVERGED,)),
     "fig3b": Figure(recovery.fig3b, "recovery", keys=("error_mean",), kind="fcn", marks=(DIVERGED,)),

@@ -26,6 +26,7 @@ from typing import Any
 import lightning as L
 import torch
 from omegaconf import DictConfig
+from torch.utils.data import DataLoader
 
 from curvlab.recovery import metrics
 from curvlab.recovery.gd import STATUS_CAPPED, STATUS_CONVERGED, STATUS_DIVERGED, BatchedGD, GDResult
@@ -34,6 +35,7 @@ from curvlab.recovery.measures import MEASURES, measure_specs
 from curvlab.recovery.teacher import TeacherData, sample_teacher
 from curvlab.recovery.tensor_init import tensor_init
 from curvlab.run.instantiate import safe_instantiate
+from curvlab.run.loaders import full_batch_loader
 from curvlab.run.loggers import log_row
 from curvlab.run.store import COMPLETED, DIVERGED, STOPPED
 from curvlab.run.values import resolve_dtype
@@ -74,6 +76,9 @@ class RecoveryModule(L.LightningModule):
 
     def configure_optimizers(self) -> None:
         return None  # GD updates are done by BatchedGD on its own packed tensors
+
+    def train_dataloader(self) -> DataLoader:
+        return full_batch_loader()  # the data stay on the module
 
     @property
     def status(self) -> str:

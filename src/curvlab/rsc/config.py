@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from typing import Any
+from typing import Any, Optional
 
 from omegaconf import MISSING, SI, DictConfig
 
@@ -60,6 +60,7 @@ class ImageDataConfig:
     download: bool = True  # torchvision download when the files are missing
     duplicates: float = 0.0  # fraction of the n points replaced by copies of others (Remark 5.6)
     duplicate_noise: float = 0.0  # relative noise added to those copies
+    batch_size: Optional[int] = None  # null: full-batch GD; else shuffled mini-batches of this size
 
 
 @dataclass
@@ -68,6 +69,14 @@ class SGDConfig:
     _partial_: bool = True
     lr: Any = 8.0  # a number, or auto: omega / beta_0 (Lemma 5.2) with beta_0 = lambda_max at theta_0
     omega: float = 1.0  # the step's omega of Lemma 5.2 / Theorem 5.3 when lr is auto (stable GD: < 2)
+    momentum: float = 0.0
+
+
+@dataclass
+class AdamConfig:
+    _target_: str = "torch.optim.Adam"
+    _partial_: bool = True
+    lr: float = 1.0e-3
 
 
 @dataclass
@@ -94,6 +103,7 @@ SCHEMAS: dict[tuple[str | None, str], type] = {
     ("init", "torch_schema"): TorchInitConfig,
     ("data", "images_schema"): ImageDataConfig,
     ("optimizer", "sgd_schema"): SGDConfig,
+    ("optimizer", "adam_schema"): AdamConfig,
     ("trainer", "gd_schema"): GDTrainerConfig,
     ("init", "rsc_schema"): RSCInitConfig,
     ("loss", "loss_schema"): LossConfig,
@@ -116,6 +126,13 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"optimizer.lr=auto is GD's omega / beta (Lemma 5.2), for torch.optim.SGD; "
                               f"{cfg.optimizer._target_} takes a number")
         number(cfg, "optimizer.omega", 0.0, strict=True)
+    if cfg.optimizer.get("momentum") is not None:
+        number(cfg, "optimizer.momentum", 0.0, strict=False)
+    if cfg.data.batch_size is not None:
+        integer(cfg, "data.batch_size")
+        if cfg.data.batch_size > cfg.data.n:
+            raise ConfigError(f"data.batch_size={cfg.data.batch_size} exceeds data.n={cfg.data.n}; "
+                              "use a smaller batch or null for full-batch GD")
     choice(cfg, "loss.name", tuple(LOSSES))
     choice(cfg, "data.target", TARGETS)
     targets = LOSSES[cfg.loss.name].targets

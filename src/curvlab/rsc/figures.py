@@ -32,7 +32,7 @@ from curvlab.plotting import DIVERGED_STYLE, save
 from curvlab.run.store import DIVERGED, PLOTTED, Run
 
 
-def _padded_mean(curves: list[np.ndarray]) -> np.ndarray:
+def padded_mean(curves: list[np.ndarray]) -> np.ndarray:
     """Mean over seeds at each step, over the seeds still running at that step."""
     out = np.full((len(curves), max(len(c) for c in curves)), np.nan)
     for i, c in enumerate(curves):
@@ -62,7 +62,7 @@ def fig1(runs: list[Run], out_dir: Path) -> list[Path]:
                 continue
             curves = [np.asarray(r.history()["gbar_norm"]) for r in ok]
             curves = [c[~np.isnan(c)] for c in curves]
-            ax_a.plot(_padded_mean(curves), color=cmap(j), label=f"m = {m}")
+            ax_a.plot(padded_mean(curves), color=cmap(j), label=f"m = {m}")
             mins = np.array([r.summary["min_gbar_norm"] for r in ok])
             ok_widths.append(m)
             means.append(mins.mean())
@@ -124,14 +124,14 @@ def loglog_slope(m: np.ndarray, v: np.ndarray) -> float:
     return float(np.polyfit(np.log(m[ok]), np.log(v[ok]), 1)[0])
 
 
-def _by(runs: list[Run], key) -> dict:
+def group_by(runs: list[Run], key) -> dict:
     groups: dict = defaultdict(list)
     for r in runs:
         groups[key(r)].append(r)
     return dict(sorted(groups.items()))
 
 
-def _width(r: Run) -> int:
+def width_of(r: Run) -> int:
     return int(r.config.model.width)
 
 
@@ -148,13 +148,13 @@ def hessian_width(runs: list[Run], out_dir: Path) -> list[Path]:
     """(a) ||grad^2 f(theta_0; x)||_2 vs m, (b) the same at theta_T, per (L, sigma_1), with fitted
     log-log slopes; (c) ||grad_x f|| and ||grad_theta f|| at theta_0 vs m (Lemma 4.1). Writes the
     slopes to ``hessian_width_slopes.json`` next to the figure."""
-    groups = _by(runs, lambda r: (int(r.config.model.depth), float(r.config.init.sigma1)))
+    groups = group_by(runs, lambda r: (int(r.config.model.depth), float(r.config.init.sigma1)))
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
     cmap = plt.get_cmap("tab10")
     slopes: dict[str, dict[str, float]] = {}
     all_m: list[int] = []
     for j, ((depth, s1), group) in enumerate(groups.items()):
-        m = np.array([_width(r) for r in group], dtype=float)
+        m = np.array([width_of(r) for r in group], dtype=float)
         all_m += list(m)
         init = np.array([at_init(r, "hessian", "pred_norm_max") for r in group])
         end = np.array([at_end(r, "hessian", "pred_norm_max") if r.status in PLOTTED else math.nan for r in group])
@@ -210,7 +210,7 @@ def ball_distances(runs: list[Run], out_dir: Path) -> list[Path]:
     """(a) max_l ||W_t^(l) - W_0^(l)||_2 vs t per width (mean over seeds) with ||v_t - v_0|| dashed;
     (b) at the end, each layer's spectral distance, ||v_T - v_0|| and ||theta_T - theta_0|| vs m,
     next to sqrt(m) — Theorem 4.1 needs rho < sqrt(m)."""
-    groups = _by(runs, _width)
+    groups = group_by(runs, width_of)
     fig, (ax_a, ax_b) = plt.subplots(1, 2, figsize=(12, 4.6))
     cmap = plt.get_cmap("viridis", max(len(groups), 2))
     depth = max(int(r.config.model.depth) for r in runs)
@@ -250,7 +250,7 @@ def ball_distances(runs: list[Run], out_dir: Path) -> list[Path]:
 def _setting(r: Run) -> tuple[int, float, float]:
     dup = float(r.config.data.get("duplicates", 0.0) or 0.0)
     noise = float(r.config.data.get("duplicate_noise", 0.0) or 0.0) if dup > 0 else 0.0
-    return _width(r), dup, noise
+    return width_of(r), dup, noise
 
 
 def _setting_label(key: tuple[int, float, float], n: int) -> str:
@@ -265,7 +265,7 @@ def rsc_vs_ntk(runs: list[Run], out_dir: Path) -> list[Path]:
     n ||g_bar_t||^2 (solid), along GD, per setting (first seed); (b) the loss on a log scale
     (a straight line = geometric convergence); (c) min_t lambda_min and min_t n||g_bar_t||^2 per
     setting over seeds. Values of lambda_min at or below 1e-12 lambda_max are drawn at that floor."""
-    groups = _by(runs, _setting)
+    groups = group_by(runs, _setting)
     fig, (ax_a, ax_b, ax_c) = plt.subplots(1, 3, figsize=(17, 4.8))
     cmap = plt.get_cmap("tab10")
     labels, mins_l, mins_q = [], [], []
@@ -315,7 +315,7 @@ def restricted_curvature(runs: list[Run], out_dir: Path) -> list[Path]:
     Lemma 5.2's factor 1 - alpha omega (2 - omega) / beta with alpha the cone estimate (filled
     squares) and the GD-step curvature (hollow). Only the triangles are bounded by Lemma 5.2; the
     gap to a global L_min also carries Theorem 5.3's (1 - gamma_t)."""
-    groups = _by(runs, _width)
+    groups = group_by(runs, width_of)
     fig, (ax_a, ax_b) = plt.subplots(1, 2, figsize=(13, 4.8))
     cmap = plt.get_cmap("viridis", max(len(groups), 2))
     marked: list[np.ndarray] = []
@@ -381,9 +381,9 @@ def width_scaling(runs: list[Run], out_dir: Path) -> list[Path]:
     end vs width on log-log axes with the fitted slopes next to Theorem 4.1's -1/2. Writes the slopes
     (pooled and per seed) and the mean min_t ||g_bar_t|| per width to ``width_scaling_slopes.json``."""
     paths, slopes = [], {}
-    for name, group in _by(runs, _model_name).items():
+    for name, group in group_by(runs, _model_name).items():
         fig, (ax_a, ax_b) = plt.subplots(1, 2, figsize=(11, 4.2))
-        by_w = _by(group, _width)
+        by_w = group_by(group, width_of)
         ws = np.array(list(by_w), dtype=float)
         g = [np.array([r.summary["min_gbar_norm"] for r in rs if r.status in PLOTTED]) for rs in by_w.values()]
         ok = np.array([len(v) > 0 for v in g])
@@ -398,17 +398,17 @@ def width_scaling(runs: list[Run], out_dir: Path) -> list[Path]:
         slopes[name] = {"min_gbar_norm": {int(w): float(v.mean()) for w, v in zip(ws, g) if len(v)}}
         for when, read, marker in (("init", at_init, "o"), ("end", at_end, "s")):
             def norms(rs: list[Run]) -> tuple[np.ndarray, np.ndarray]:
-                return (np.array([_width(r) for r in rs], dtype=float),
+                return (np.array([width_of(r) for r in rs], dtype=float),
                         np.array([read(r, "hessian", "pred_norm_max") if r.status in PLOTTED else math.nan for r in rs]))
 
             m, v = norms(group)
             slope = loglog_slope(m, v)
             slopes[name][when] = slope
-            slopes[name][f"{when}_per_seed"] = [loglog_slope(*norms(rs)) for rs in _by(group, _seed).values()]
+            slopes[name][f"{when}_per_seed"] = [loglog_slope(*norms(rs)) for rs in group_by(group, _seed).values()]
             ax_b.plot(m, v, marker, alpha=0.6, label=f"at {when}: slope {slope:.2f}")
         finite = np.array([at_init(r, "hessian", "pred_norm_max") for r in group])
         if np.isfinite(finite).any():
-            i = int(np.nanargmin([_width(r) for r in group]))
+            i = int(np.nanargmin([width_of(r) for r in group]))
             _ref_line(ax_b, ws, float(finite[i]), -0.5, "slope -1/2 (Thm 4.1)")
         ax_b.set(xscale="log", yscale="log", xlabel="width m", ylabel=r"$\max_i \|\nabla^2_\theta f(\theta; x_i)\|_2$",
                  title=f"{name}: predictor-Hessian norm vs width")

@@ -1,9 +1,12 @@
-"""``RSCModule``: full-batch GD on the deep MLP (RSC paper, Section 6 / Figure 1).
+"""``RSCModule``: full-batch GD (RSC paper, Section 6 / Figure 1), or any optimizer on mini-batches,
+on the deep MLP or any model of the ``model`` group.
 
-Every step logs, at the iterate theta_t before its update: the loss (``loss`` group), ||grad L||,
-||g_bar_t|| (Theorem 5.1; Definition C.1 for k outputs) and cos(-grad L, g_bar_t). Both gradients
-come from one fused backward pass (:mod:`curvlab.rsc.gbar`); the optimizer (``optimizer`` group,
-plain ``torch.optim.SGD`` for GD) applies the loss gradient. Stops when the loss is below
+Every step logs, at the iterate theta_t before its update and on the full training set: the loss
+(``loss`` group), ||grad L||, ||g_bar_t|| (Theorem 5.1; Definition C.1 for k outputs) and
+cos(-grad L, g_bar_t). Both gradients come from one fused backward pass (:mod:`curvlab.rsc.gbar`).
+Full-batch GD (``data.batch_size`` null; plain ``torch.optim.SGD``) applies that loss gradient; with
+``data.batch_size`` set, the optimizer of the ``optimizer`` group (SGD with momentum, Adam, ...)
+steps on shuffled mini-batches through Lightning's automatic optimization. Stops when the loss is below
 ``loss_tol`` (converged), at ``trainer.max_steps`` (completed), or on NaN/inf/blow-up (diverged);
 a callback that ends training earlier leaves it ``stopped`` (:attr:`RSCModule.status`). With
 ``optimizer.lr=auto`` the step is omega / beta_0 (:func:`auto_lr`; beta0 and lr go to the summary).
@@ -22,6 +25,7 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
+from torch.utils.data import DataLoader
 
 from curvlab.rsc.callback import GeometryCallback
 from curvlab.rsc.checks import CheckContext
@@ -31,6 +35,7 @@ from curvlab.rsc.gbar import FusedGrads, functional, fused_grads
 from curvlab.rsc.init import normal_init, rsc_init
 from curvlab.rsc.losses import LOSSES, Loss, square_loss
 from curvlab.run.instantiate import safe_instantiate
+from curvlab.run.loaders import full_batch_loader, minibatch_loader
 from curvlab.run.loggers import log_row
 from curvlab.run.store import COMPLETED, CONVERGED, DIVERGED, STOPPED
 from curvlab.run.values import resolve_dtype
@@ -64,9 +69,12 @@ class RSCModule(L.LightningModule):
         diverge_loss: float,
         loss: Loss = square_loss,
         step_size: dict[str, float] | None = None,
+        batch_size: int | None = None,
+        seed: int = 0,
     ):
         super().__init__()
-        self.automatic_optimization = False
+        self.batch_size, self.seed = batch_size, seed
+        self.automatic_optimization = batch_size is not None  # full-batch GD applies its fused gradient
         self.model = model
         self.register_buffer("x", x)
         self.register_buffer("y", y)
@@ -86,6 +94,12 @@ class RSCModule(L.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer(self.params())
+
+    def train_dataloader(self) -> DataLoader:
+        """Full batch (the data stay on the module), or seeded shuffled mini-batches of ``batch_size``."""
+        if self.batch_size is None:
+            return full_batch_loader()
+        return minibatch_loader(self.x, self.y, self.batch_size, self.seed)
 
     def params(self) -> list[nn.Parameter]:
         """theta's blocks in order (the paper's for DeepMLP), the parameters GD updates."""
@@ -126,9 +140,24 @@ class RSCModule(L.LightningModule):
             return None
         return CheckContext(self.model, self.x, self.y, step, fused, self._theta0, self.lr, final, self.loss)
 
-    def training_step(self, batch: Any, batch_idx: int) -> None:
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor | None:
+        """Log theta_t's metrics on the full training set, then update: GD applies the fused full-batch
+        gradient; with mini-batches the batch loss goes to Lightning's automatic optimization."""
+        fused = self._fused_at(self.global_step)
+        if not self._record(fused):
+            return None
+        if self.batch_size is None:
+            opt = self.optimizers()
+            for p, g in zip(self.params(), fused.grad):
+                p.grad = g
+            opt.step()
+            return None
+        xb, yb = batch
+        return self.loss(self.model(xb), yb)
+
+    def _record(self, fused: FusedGrads) -> bool:
+        """Log the step's row; False once the run stops here (diverged, or converged before updating)."""
         step = self.global_step
-        fused = self._fused_at(step)
         loss = fused.loss.item()
         self.final_loss = loss
         grad_norm, gbar_norm = _norm(fused.grad), _norm(fused.gbar)
@@ -139,7 +168,7 @@ class RSCModule(L.LightningModule):
             self.diverged = True
             self.trainer.should_stop = True
             log_row(self, metrics, step)
-            return
+            return False
         self.min_gbar = min(self.min_gbar, gbar_norm.item())
         self.last_good_step = step
         metrics.update(self.row)
@@ -148,11 +177,8 @@ class RSCModule(L.LightningModule):
         if loss < self.loss_tol:
             self.converged = True
             self.trainer.should_stop = True
-            return
-        opt = self.optimizers()
-        for p, g in zip(self.params(), fused.grad):
-            p.grad = g
-        opt.step()
+            return False
+        return True
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -200,7 +226,7 @@ def build(cfg: DictConfig) -> tuple[RSCModule, list[L.Callback]]:
         opt["lr"] = step_size["lr"]
     optimizer = safe_instantiate(opt, base=torch.optim.Optimizer)
     module = RSCModule(model, x, y, optimizer, loss_tol=cfg.trainer.loss_tol, diverge_loss=cfg.trainer.diverge_loss,
-                       loss=loss, step_size=step_size)
+                       loss=loss, step_size=step_size, batch_size=dc.batch_size, seed=cfg.seed)
     gc = cfg.geometry
     callbacks: list[L.Callback] = ([GeometryCallback(dict(cfg.checks), gc.budget, gc.subset, gc.subset_seed)]
                                    if cfg.get("checks") else [])

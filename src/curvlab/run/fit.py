@@ -11,7 +11,6 @@ import os
 import signal
 import time
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,6 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
-from torch.utils.data import DataLoader, IterableDataset
 
 from curvlab.run.errors import ConfigError
 from curvlab.run.instantiate import safe_instantiate
@@ -34,19 +32,6 @@ warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")  # Hydra's files
 
 EXIT_SIGTERM = 128 + signal.SIGTERM  # the shell's code for a process ended by SIGTERM
-
-
-class _Forever(IterableDataset):
-    """Yields an empty batch forever: full-batch modules keep their data on the module, so
-    Lightning's per-step data cost is nil and ``max_steps`` / ``should_stop`` end training."""
-
-    def __iter__(self) -> Iterator[tuple]:
-        while True:
-            yield ()
-
-
-def full_batch_loader() -> DataLoader:
-    return DataLoader(_Forever(), batch_size=None)
 
 
 def build_task(cfg: DictConfig) -> Built:
@@ -65,7 +50,7 @@ def make_callbacks(cfg: DictConfig) -> list[L.Callback]:
 
 
 def make_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[L.Callback]) -> L.Trainer:
-    """The ``trainer`` group's Lightning Trainer: full-batch steps, no validation or checkpoints."""
+    """The ``trainer`` group's Lightning Trainer: ``max_steps`` steps, no validation or checkpoints."""
     return L.Trainer(
         max_steps=cfg.trainer.max_steps,
         accelerator=cfg.trainer.accelerator,
@@ -87,7 +72,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     callbacks = [*task_callbacks, *make_callbacks(cfg)]
     trainer = make_trainer(cfg, run_dir, callbacks)
     try:
-        trainer.fit(module, train_dataloaders=full_batch_loader())
+        trainer.fit(module)  # the data: the module's train_dataloader
     except SIGTERMException:  # a SystemExit without a code: it would end the process with 0
         log.error("%s: terminated by SIGTERM; the run is left incomplete and re-runs on resume", run_dir)
         raise SystemExit(EXIT_SIGTERM) from None

@@ -1,0 +1,59 @@
+"""The step-size, optimizer and loss figures from synthetic sweep folders: one PNG per width / loss
+as documented, diverged runs drawn rather than dropped, and refusal of sweeps that lack their data."""
+
+from __future__ import annotations
+
+import pytest
+from test_geometry_figures import _write_run
+
+from curvlab.figures import FIGURES, draw
+
+
+def _rows(steps: int, check: str | None = None, metric: str = "", value=lambda t: 1.0) -> list[dict]:
+    rows = []
+    for t in range(steps):
+        r = {"step": t, "loss": 1.0 / (t + 1), "gbar_norm": 0.5 + 0.01 * t}
+        if check is not None:
+            r.update({f"check/{check}/seconds": 0.1 * (t + 1), f"check/{check}/{metric}": value(t)})
+        rows.append(r)
+    return rows
+
+
+def test_sharpness_draws_one_png_per_width_with_every_omega(tmp_path):
+    for m in (16, 64):
+        for omega in (0.5, 2.5):
+            cfg = {"task": "rsc", "seed": 0, "model": {"width": m}, "optimizer": {"omega": omega, "lr": "auto"}}
+            diverged = omega > 2
+            rows = _rows(3 if diverged else 6, "hessian", "lr_times_lambda_max", lambda t, o=omega: o * (1 + t))
+            _write_run(tmp_path / "s" / f"{m}_{omega}", cfg, rows,
+                       {"status": "diverged" if diverged else "completed", "steps": len(rows)})
+    paths = draw("sharpness", tmp_path / "s", tmp_path / "f")
+    assert sorted(p.name for p in paths) == ["sharpness_m16.png", "sharpness_m64.png"]
+    assert all(p.stat().st_size > 0 for p in paths)
+
+
+def test_optimizers_draws_a_panel_per_optimizer(tmp_path):
+    for i, (target, momentum) in enumerate((("torch.optim.SGD", 0.0), ("torch.optim.SGD", 0.9), ("torch.optim.Adam", None))):
+        for m in (16, 64):
+            for bs in (8, None):
+                opt = {"_target_": target, **({} if momentum is None else {"momentum": momentum})}
+                cfg = {"task": "rsc", "seed": 0, "model": {"width": m}, "optimizer": opt, "data": {"batch_size": bs}}
+                _write_run(tmp_path / "s" / f"{i}_{m}_{bs}", cfg, _rows(4),
+                           {"status": "completed", "steps": 4, "min_gbar_norm": 0.1 * m})
+    (path,) = draw("optimizers", tmp_path / "s", tmp_path / "f")
+    assert path.name == "optimizers.png" and path.stat().st_size > 0
+
+
+def test_loss_terms_draws_one_png_per_loss_and_needs_the_loss_curvature_check(tmp_path):
+    for loss in ("cross_entropy", "logistic"):
+        for m in (16, 64):
+            cfg = {"task": "rsc", "seed": 0, "model": {"width": m}, "loss": {"name": loss}}
+            _write_run(tmp_path / "s" / f"{loss}_{m}", cfg, _rows(5, "loss_curvature", "lambda_t"),
+                       {"status": "completed", "steps": 5})
+    paths = draw("loss_terms", tmp_path / "s", tmp_path / "f")
+    assert sorted(p.name for p in paths) == ["loss_terms_cross_entropy.png", "loss_terms_logistic.png"]
+    assert FIGURES["loss_terms"].checks == ("loss_curvature",)
+    _write_run(tmp_path / "bare" / "0", {"task": "rsc", "seed": 0, "model": {"width": 8}, "loss": {"name": "square"}},
+               _rows(3), {"status": "completed", "steps": 3})
+    with pytest.raises(SystemExit):
+        draw("loss_terms", tmp_path / "bare", tmp_path / "g")
