@@ -3,6 +3,8 @@ as documented, diverged runs drawn rather than dropped, and refusal of sweeps th
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from test_geometry_figures import _write_run
 
@@ -19,7 +21,7 @@ def _rows(steps: int, check: str | None = None, metric: str = "", value=lambda t
     return rows
 
 
-def test_sharpness_draws_one_png_per_width_with_every_omega(tmp_path):
+def test_sharpness_draws_one_png_per_width_with_every_step_rule_and_measures_the_spikes(tmp_path):
     for m in (16, 64):
         for omega in (0.5, 2.5):
             cfg = {"task": "rsc", "seed": 0, "model": {"width": m}, "optimizer": {"omega": omega, "lr": "auto"}}
@@ -27,9 +29,14 @@ def test_sharpness_draws_one_png_per_width_with_every_omega(tmp_path):
             rows = _rows(3 if diverged else 6, "hessian", "lr_times_lambda_max", lambda t, o=omega: o * (1 + t))
             _write_run(tmp_path / "s" / f"{m}_{omega}", cfg, rows,
                        {"status": "diverged" if diverged else "completed", "steps": len(rows)})
+    fixed = {"task": "rsc", "seed": 0, "model": {"width": 16}, "optimizer": {"omega": 1.0, "lr": 8.0}}
+    spiky = [{"step": t, "loss": loss, "gbar_norm": 0.5} for t, loss in enumerate([1.0, 0.5, 0.9, 0.2])]
+    _write_run(tmp_path / "s" / "fixed", fixed, spiky, {"status": "completed", "steps": 4})  # no Hessian check
     paths = draw("sharpness", tmp_path / "s", tmp_path / "f")
     assert sorted(p.name for p in paths) == ["sharpness_m16.png", "sharpness_m64.png"]
     assert all(p.stat().st_size > 0 for p in paths)
+    spikes = json.loads((tmp_path / "f" / "sharpness_spikes.json").read_text())
+    assert spikes["16"] == {"ω = 0.5": 0.0, "ω = 2.5": 0.0, "lr = 8": pytest.approx(0.4)}
 
 
 def test_optimizers_draws_a_panel_per_optimizer(tmp_path):

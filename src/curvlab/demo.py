@@ -38,7 +38,7 @@ STAGES: list[Stage] = [
     Stage(
         "fig1_mnist",
         "fig1_mnist",
-        ["data=mnist_offline", "model.width=64,128,256,512", "seed=0,1,2", "trainer.max_steps=1000"],
+        ["data=mnist_offline", "model.width=64,128,256,512", "seed=0,1,2", "trainer.max_steps=800"],
         ["fig1"],
     ),
     # RSC geometry claims, reduced: widths <= 512, one seed, short GD runs

@@ -26,7 +26,7 @@ FIGURES: dict[str, Figure] = {
     "rsc_vs_ntk": Figure(rsc.rsc_vs_ntk, "rsc", FINISHED, checks=("ntk",)),
     "restricted_curvature": Figure(rsc.restricted_curvature, "rsc", checks=("restricted_curvature",)),
     "width_scaling": Figure(rsc.width_scaling, "rsc", FINISHED, checks=("hessian",)),
-    "sharpness": Figure(training.sharpness, "rsc", FINISHED, checks=("hessian",)),
+    "sharpness": Figure(training.sharpness, "rsc", FINISHED),
     "optimizers": Figure(training.optimizers, "rsc", FINISHED),
     "loss_terms": Figure(training.loss_terms, "rsc", FINISHED, checks=("loss_curvature",)),
     "fig2": Figure(recovery.fig2, "rho", keys=("rho_fcn",)),

@@ -1,7 +1,8 @@
 """Figures of training beyond the paper's GD on the square loss (step size, optimizers, losses):
 
 * :func:`sharpness`     Lemma 5.2's step omega / beta against the edge of stability: lr * lambda_max(theta_t)
-                        next to 2, ||g_bar_t|| and the loss, per width, one curve per omega
+                        next to 2, ||g_bar_t|| and the loss, per width, one curve per step rule (omega
+                        or a constant lr), and the largest single-step loss increase of each
 * :func:`optimizers`    min_t ||g_bar_t|| vs width for GD, SGD and Adam, one panel per optimizer and
                         one line per batch size
 * :func:`loss_terms`    Theorem B.1's terms along GD per width: ||g_bar_t||, lambda_t and alpha_t
@@ -9,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -24,19 +26,33 @@ def _history(run: Run, key: str) -> np.ndarray:
     return v[~np.isnan(v)]
 
 
+def _step_rule(r: Run) -> str:
+    """``ω = x`` for lr = auto (omega / beta_0), else ``lr = x``."""
+    o = r.config.optimizer
+    return f"ω = {float(o.omega):g}" if o.lr == "auto" else f"lr = {float(o.lr):g}"
+
+
+def largest_loss_increase(run: Run) -> float:
+    """max_t (L_{t+1} - L_t), 0 for a loss that never rises: the size of GD's loss spikes."""
+    loss = _history(run, "loss")
+    return float(max(np.diff(loss).max(initial=0.0), 0.0)) if len(loss) > 1 else 0.0
+
+
 def sharpness(runs: list[Run], out_dir: Path) -> list[Path]:
-    """Per width: (a) lr * lambda_max(theta_t) against t, one colour per omega (lr = omega / beta_0, so
-    each curve starts at omega), with GD's stability limit 2; (b) ||g_bar_t||; (c) the loss. Diverged
-    runs are drawn to where they blew up, dashed."""
-    paths = []
+    """Per width: (a) lr * lambda_max(theta_t) against t (where the Hessian check ran), one colour per
+    step rule (lr = omega / beta_0 starts at omega), with GD's stability limit 2; (b) ||g_bar_t||;
+    (c) the loss. Diverged runs are drawn to where they blew up, dashed. Writes the largest
+    single-step loss increase per width and step rule (max over seeds) to ``sharpness_spikes.json``."""
+    paths, spikes = [], {}
     for m, group in group_by(runs, width_of).items():
         fig, (ax_a, ax_b, ax_c) = plt.subplots(1, 3, figsize=(15, 4.2))
-        by_omega = group_by(group, lambda r: float(r.config.optimizer.omega))
-        cmap = plt.get_cmap("plasma", max(len(by_omega), 2) + 1)
-        for j, (omega, rs) in enumerate(by_omega.items()):
+        by_rule = group_by(group, _step_rule)
+        spikes[m] = {rule: max(largest_loss_increase(r) for r in rs) for rule, rs in by_rule.items()}
+        cmap = plt.get_cmap("plasma", max(len(by_rule), 2) + 1)
+        for j, (rule, rs) in enumerate(by_rule.items()):
             for i, r in enumerate(rs):
                 style = {"color": cmap(j), "ls": "--" if r.status == DIVERGED else "-", "alpha": 0.8,
-                         "label": f"ω = {omega:g}" if i == 0 else None}
+                         "label": rule if i == 0 else None}
                 ax_a.plot(*check_series(r, "hessian", "lr_times_lambda_max"), marker=".", **style)
                 ax_b.plot(_history(r, "gbar_norm"), **style)
                 ax_c.plot(_history(r, "loss"), **style)
@@ -47,8 +63,9 @@ def sharpness(runs: list[Run], out_dir: Path) -> list[Path]:
         ax_c.set(yscale="log", xlabel="iteration t", ylabel="training loss", title="(c) loss")
         for ax in (ax_a, ax_b, ax_c):
             ax.grid(alpha=0.3)
-        ax_a.legend(fontsize=8)
+        ax_c.legend(fontsize=8)
         paths.append(save(fig, out_dir / f"sharpness_m{m}.png"))
+    (out_dir / "sharpness_spikes.json").write_text(json.dumps(spikes, indent=1))
     return paths
 
 
@@ -59,29 +76,38 @@ def _optimizer_name(r: Run) -> str:
     return f"{name} (momentum {momentum:g})" if momentum else name
 
 
-def _batch(r: Run) -> str:
+def _batch(r: Run) -> float:
     b = r.config.data.get("batch_size")
-    return "full batch" if b is None else f"batch {b}"
+    return np.inf if b is None else float(b)
+
+
+def _batch_label(b: float, n: int) -> str:
+    return "full batch" if b == np.inf or b >= n else f"batch {b:g}"
 
 
 def optimizers(runs: list[Run], out_dir: Path) -> list[Path]:
-    """min_t ||g_bar_t|| (on the full training set) vs width: one panel per optimizer, one line per
-    batch size (full batch: GD), mean +- std over seeds; diverged runs marked."""
+    """||g_bar_t|| (on the full training set) vs width: one column per optimizer, one line per batch
+    size, mean +- std over seeds; top row min_t (Fig. 1(b)'s statistic), bottom row the last iterate's
+    (the minimum often sits at theta_0, where every optimizer starts); diverged runs marked."""
     by_opt = group_by(runs, _optimizer_name)
-    fig, axes = plt.subplots(1, len(by_opt), figsize=(5 * len(by_opt), 4.2), sharey=True, squeeze=False)
-    for ax, (name, group) in zip(axes[0], by_opt.items()):
-        for label, rs in group_by(group, _batch).items():
-            by_w = group_by([r for r in rs if r.status in PLOTTED], width_of)
-            ws = list(by_w)
-            mins = [np.array([r.summary["min_gbar_norm"] for r in v]) for v in by_w.values()]
-            ax.errorbar(ws, [v.mean() for v in mins], yerr=[v.std() for v in mins], marker="o", capsize=3, label=label)
-            bad = [(width_of(r), r.summary.get("min_gbar_norm", np.nan)) for r in rs if r.status == DIVERGED]
-            if bad:
-                ax.plot(*zip(*bad), **DIVERGED_STYLE)
-        ax.set(xscale="log", xlabel="width m", title=name)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    fig, axes = plt.subplots(2, len(by_opt), figsize=(5 * len(by_opt), 7.5), sharey="row", squeeze=False)
+    stats = (("min_t", lambda r: r.summary["min_gbar_norm"]), ("last iterate", lambda r: _history(r, "gbar_norm")[-1]))
+    for col, (name, group) in enumerate(by_opt.items()):
+        for row, (what, value) in enumerate(stats):
+            ax = axes[row][col]
+            for b, rs in group_by(group, _batch).items():
+                by_w = group_by([r for r in rs if r.status in PLOTTED], width_of)
+                vals = [np.array([value(r) for r in v]) for v in by_w.values()]
+                ax.errorbar(list(by_w), [v.mean() for v in vals], yerr=[v.std() for v in vals], marker="o",
+                            capsize=3, label=_batch_label(b, int(rs[0].config.data.get("n", 0) or 0)))
+                bad = [(width_of(r), r.summary.get("min_gbar_norm", np.nan)) for r in rs if r.status == DIVERGED]
+                if bad and row == 0:
+                    ax.plot(*zip(*bad), **DIVERGED_STYLE)
+            ax.set(xscale="log", xlabel="width m", title=f"{name}: {what}")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
     axes[0][0].set_ylabel(r"$\min_t \|\bar g_t\|_2$ (full training set)")
+    axes[1][0].set_ylabel(r"$\|\bar g_T\|_2$ at the last iterate")
     return [save(fig, out_dir / "optimizers.png")]
 
 
