@@ -51,10 +51,10 @@ def _check_command(cfg: dict, params: dict) -> None:
     assert expanded[:2] == ["-m", "curvlab.train"]
     overrides = expanded[2:]
     assert not any(o.startswith("+") for o in overrides)
-    cfg_run = compose(config_name="config", overrides=overrides, return_hydra_config=True)  # raises on unknown keys
-    choices = cfg_run.hydra.runtime.choices
-    for key, value in params.items():  # a config group's choice, or a value
-        assert (choices[key] if key in choices else OmegaConf.select(cfg_run, key)) == value
+    groups = [k for k in params if (CONF / k).is_dir()]  # swept config groups: compare their choice
+    cfg_run = compose(config_name="config", overrides=overrides, return_hydra_config=bool(groups))  # raises on unknown keys
+    for key, value in params.items():
+        assert (cfg_run.hydra.runtime.choices[key] if key in groups else OmegaConf.select(cfg_run, key)) == value
 
 
 EXPERIMENTS = sorted((ROOT / "conf" / "experiment").glob("*.yaml"))
