@@ -103,3 +103,16 @@ def test_minibatch_sgd_logs_the_full_data_gbar_of_its_own_iterates(tmp_path):
         module.loss(model(xb), yb).backward()
         opt.step()
     assert summary["status"] == "completed" and len(hist["gbar_norm"]) == 6
+
+
+def test_the_progress_bar_shows_the_loss_and_gbar_only_when_there_is_one():
+    import lightning as L
+
+    from curvlab.rsc.module import build
+
+    for bar in (True, False):
+        module, _ = build(compose_cfg(BASE + ["trainer.max_steps=2"]))
+        trainer = L.Trainer(max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=bar,
+                            enable_model_summary=False)
+        trainer.fit(module)
+        assert set(trainer.progress_bar_metrics) == ({"L", "gbar"} if bar else set())

@@ -1,0 +1,82 @@
+"""What Lightning adds to an RSC GD step: ``RSCModule`` through a Lightning Trainer (CSV logger, no
+progress bar, as a sweep job runs) against a bare loop doing the same math (fused loss, gradient and
+g_bar pass, the logged norms and cosine, SGD update), on the Fig. 1 MLP (d = 784, n = 512, fp32).
+Per-step times are medians over interleaved rounds (bare, Lightning, bare, ...); a round times
+``--steps`` steps after the Trainer has started (its set-up is not a step's cost).
+
+Usage: python bench/bench_step_overhead.py [--widths 64 256] [--steps 200] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import CSVLogger
+
+from curvlab.rsc.gbar import fused_grads
+from curvlab.rsc.module import RSCModule
+from timing import fig1_workload
+
+
+def bare_step_seconds(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int) -> float:
+    opt = torch.optim.SGD(model.params(), lr=8.0)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        fused = fused_grads(model, x, y)
+        g = torch.sqrt(sum(t.pow(2).sum() for t in fused.grad))
+        gb = torch.sqrt(sum(t.pow(2).sum() for t in fused.gbar))
+        cos = -sum((u * v).sum() for u, v in zip(fused.grad, fused.gbar)) / (g * gb)
+        torch.stack([fused.loss, g, gb, cos]).tolist()
+        for p, grad in zip(model.params(), fused.grad):
+            p.grad = grad
+        opt.step()
+    return (time.perf_counter() - t0) / steps
+
+
+class _StepClock(L.Callback):
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if batch_idx == 0:
+            self.t0 = time.perf_counter()
+
+    def on_train_end(self, trainer, module):
+        self.seconds = (time.perf_counter() - self.t0) / trainer.global_step
+
+
+def lightning_step_seconds(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int) -> float:
+    module = RSCModule(model, x, y, lambda ps: torch.optim.SGD(ps, lr=8.0), loss_tol=0.0, diverge_loss=1e4)
+    clock = _StepClock()
+    with tempfile.TemporaryDirectory() as tmp:
+        L.Trainer(max_steps=steps, logger=CSVLogger(tmp, name="", version=""), callbacks=[clock], devices=1,
+                  accelerator="cpu", log_every_n_steps=1, enable_checkpointing=False, enable_model_summary=False,
+                  enable_progress_bar=False, limit_val_batches=0, num_sanity_val_steps=0).fit(module)
+    return clock.seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--widths", type=int, nargs="+", default=[64, 256])
+    parser.add_argument("--n", type=int, default=512)
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, n = {args.n}, d = 784, depth 3, fp32")
+    print(f"{'width':>6} {'bare':>10} {'Lightning':>10} {'Lightning/bare':>15}")
+    for m in args.widths:
+        x, y, model = fig1_workload(args.n, m)
+        times: dict[str, list[float]] = {"bare": [], "lightning": []}
+        for _ in range(args.rounds + 1):  # the first round warms up
+            times["bare"].append(bare_step_seconds(model, x, y, args.steps))
+            times["lightning"].append(lightning_step_seconds(model, x, y, args.steps))
+        bare, lit = (statistics.median(v[1:]) for v in times.values())
+        print(f"{m:>6} {bare * 1e3:>8.2f}ms {lit * 1e3:>8.2f}ms {lit / bare:>15.3f}")
+
+
+if __name__ == "__main__":
+    main()
