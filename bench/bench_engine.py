@@ -15,7 +15,6 @@ Usage: python bench/bench_engine.py [--widths 512 1024] [--threads 1]
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
@@ -28,7 +27,7 @@ from curvlab.geometry.spectral import HVP_MODES, hvp_operator
 from curvlab.rsc import gbar as closed_form
 from curvlab.rsc.losses import square_loss
 from curvlab.rsc.nets import ConvNet, ResNet
-from timing import fig1_workload, median_seconds
+from timing import bench_args, fig1_workload, median_seconds
 
 
 def batched_vjp(fm: FunctionalModel, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -74,15 +73,7 @@ def engine_rows(x: torch.Tensor, y: torch.Tensor, models: dict[str, tuple[nn.Mod
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--widths", type=int, nargs="+", default=[512, 1024])
-    parser.add_argument("--conv-width", type=int, default=16)
-    parser.add_argument("--resnet-width", type=int, default=8)
-    parser.add_argument("--n", type=int, default=512)
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = bench_args(__doc__, repeats=7, widths=[512, 1024], conv_width=16, resnet_width=8)
     x, y, mlp = fig1_workload(args.n, args.widths[0])
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, n = {args.n}, d = 784, fp32")
     gbar_rows(x, y, args.widths, args.n, args.repeats)

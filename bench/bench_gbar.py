@@ -10,24 +10,15 @@ and prints the ratios measured in this run. Usage: python bench/bench_gbar.py [-
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 
 from curvlab.rsc.gbar import backprop, forward_cache, loss_grad_and_gbar
 from curvlab.rsc.losses import square_loss
-from timing import fig1_workload, median_seconds
+from timing import bench_args, fig1_workload, median_seconds
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--widths", type=int, nargs="+", default=[256, 512, 1024])
-    parser.add_argument("--n", type=int, default=512)
-    parser.add_argument("--repeats", type=int, default=21)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (multirun jobs use 1)")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = bench_args(__doc__, repeats=21, threads=None, widths=[256, 512, 1024])
     x, y, _ = fig1_workload(args.n)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, n = {args.n}, d = 784, depth 3, fp32")
     print(f"{'width':>6} {'grad only':>10} {'autograd':>10} {'two-pass':>10} {'fused':>10}"

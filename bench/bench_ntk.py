@@ -10,7 +10,6 @@ Usage: python bench/bench_ntk.py [--n 512] [--width 16] [--threads 1]
 
 from __future__ import annotations
 
-import argparse
 import multiprocessing as mp
 import resource
 
@@ -20,7 +19,7 @@ from torch.func import jacrev, vmap
 from curvlab.geometry.functional import FunctionalModel
 from curvlab.geometry.ntk import ntk_gram, ntk_stats_matrix_free
 from curvlab.rsc.nets import ConvNet
-from timing import fig1_workload, median_seconds
+from timing import bench_args, fig1_workload, median_seconds
 
 
 def _rss_mb() -> float:
@@ -44,13 +43,7 @@ def peak_mb(fn) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=512)
-    parser.add_argument("--width", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = bench_args(__doc__, repeats=3, width=16)
     x, _, _ = fig1_workload(args.n)
     net = ConvNet(784, args.width, 1)
     fm = FunctionalModel.of(net)

@@ -4,12 +4,11 @@ g_bar pass, the logged norms and cosine, SGD update), on the Fig. 1 MLP (d = 784
 Per-step times are medians over interleaved rounds (bare, Lightning, bare, ...); a round times
 ``--steps`` steps after the Trainer has started (its set-up is not a step's cost).
 
-Usage: python bench/bench_step_overhead.py [--widths 64 256] [--steps 200] [--rounds 5]
+Usage: python bench/bench_step_overhead.py [--widths 64 256] [--steps 200] [--repeats 5]
 """
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
 import time
@@ -20,7 +19,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from curvlab.rsc.gbar import fused_grads
 from curvlab.rsc.module import RSCModule
-from timing import fig1_workload
+from timing import bench_args, fig1_workload
 
 
 def bare_step_seconds(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int) -> float:
@@ -58,20 +57,13 @@ def lightning_step_seconds(model: torch.nn.Module, x: torch.Tensor, y: torch.Ten
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--widths", type=int, nargs="+", default=[64, 256])
-    parser.add_argument("--n", type=int, default=512)
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = bench_args(__doc__, repeats=5, widths=[64, 256], steps=200)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, n = {args.n}, d = 784, depth 3, fp32")
     print(f"{'width':>6} {'bare':>10} {'Lightning':>10} {'Lightning/bare':>15}")
     for m in args.widths:
         x, y, model = fig1_workload(args.n, m)
         times: dict[str, list[float]] = {"bare": [], "lightning": []}
-        for _ in range(args.rounds + 1):  # the first round warms up
+        for _ in range(args.repeats + 1):  # the first round warms up
             times["bare"].append(bare_step_seconds(model, x, y, args.steps))
             times["lightning"].append(lightning_step_seconds(model, x, y, args.steps))
         bare, lit = (statistics.median(v[1:]) for v in times.values())

@@ -9,8 +9,6 @@ Usage: python bench/bench_vs_curvlinops.py [--width 512] [--conv-width 16] [--th
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import torch
 from curvlinops import HessianLinearOperator
@@ -21,7 +19,7 @@ from curvlab.geometry.functional import FunctionalModel
 from curvlab.geometry.spectral import loss_hessian_extremes
 from curvlab.rsc.losses import square_loss
 from curvlab.rsc.nets import ConvNet
-from timing import fig1_workload, median_seconds
+from timing import bench_args, fig1_workload, median_seconds
 
 TOL = 1e-3
 
@@ -33,14 +31,7 @@ def _curvlinops_lambda_max(module: nn.Module, params: list, x: torch.Tensor, y: 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--width", type=int, default=512)
-    parser.add_argument("--conv-width", type=int, default=16)
-    parser.add_argument("--n", type=int, default=512)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = bench_args(__doc__, repeats=3, width=512, conv_width=16)
     x, y, mlp = fig1_workload(args.n, args.width)
     conv = ConvNet(784, args.conv_width, 1)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, n = {args.n}, fp32, tol {TOL}")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 
 def median_seconds(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
@@ -18,6 +20,22 @@ def median_seconds(fns: dict[str, Callable[[], object]], repeats: int) -> dict[s
             fn()
             times[name].append(time.perf_counter() - t0)
     return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def bench_args(doc: str, repeats: int, threads: int | None = 1, **options: Any) -> argparse.Namespace:
+    """A benchmark's command line: ``--n`` (512), ``--repeats``, ``--threads`` (1 unless threads are
+    the point; None: torch's default) and its own ``options`` ({name: default}, a list default takes
+    several values); sets torch's thread count."""
+    import torch
+
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name, default in {"n": 512, **options, "repeats": repeats, "threads": threads}.items():
+        kind = {"nargs": "+", "type": type(default[0])} if isinstance(default, list) else {"type": int}
+        parser.add_argument(f"--{name.replace('_', '-')}", default=default, **kind)
+    args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    return args
 
 
 def fig1_workload(n: int, width: int | None = None, d: int = 784) -> tuple:
