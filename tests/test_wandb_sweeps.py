@@ -1,4 +1,6 @@
-"""Each W&B sweep file is valid, and every command the agent would run composes with Hydra."""
+"""Each W&B sweep file is valid, and every command the agent would run composes with Hydra: the grid
+points that cover every swept value are composed, and every other command is checked to be made of
+their overrides."""
 
 from pathlib import Path
 
@@ -33,23 +35,46 @@ def test_sweep_file(path: Path):
         expected *= len(spec["values"])
     assert len(grid) == expected
     GlobalHydra.instance().clear()
+    composed: set[str] = set()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):  # once for the whole grid
-        for params in grid:  # every command the agent would run
-            _check_command(cfg, params)
+        for params in _covering(cfg, grid):
+            overrides = _command(cfg, params)
+            _check_command(cfg, params, overrides)
+            composed.update(overrides)
+    for params in grid:  # every command the agent would run is made of overrides composed above
+        assert set(_command(cfg, params)) <= composed
 
 
-def _check_command(cfg: dict, params: dict) -> None:
-    """The agent's command for one grid point composes, and sets each swept key to its value."""
+def _covering(cfg: dict, grid: list[dict]) -> list[dict]:
+    """Grid points in which every value of every swept key occurs at least once. Hydra applies value
+    overrides one by one, so a command whose overrides each composed in some command composes too;
+    a grid that sweeps a config group (whose choice decides which keys exist) is composed whole."""
+    if any((CONF / key).is_dir() for key in cfg["parameters"]):
+        return grid
+    chosen, seen = [], set()
+    for params in grid:
+        pairs = {(k, repr(v)) for k, v in params.items()}
+        if pairs - seen:
+            chosen.append(params)
+            seen |= pairs
+    return chosen
+
+
+def _command(cfg: dict, params: dict) -> list[str]:
+    """The Hydra overrides of the agent's command for one grid point."""
     args = create_sweep_command_args({"args": {k: {"value": v} for k, v in params.items()}})
-    command = create_sweep_command(cfg["command"])
     expanded = []
-    for token in command:
+    for token in create_sweep_command(cfg["command"]):
         if token == "${args_no_hyphens}":
             expanded += args["args_no_hyphens"]
         elif token not in ("${env}", "${interpreter}"):
             expanded.append(token)
     assert expanded[:2] == ["-m", "curvlab.train"]
-    overrides = expanded[2:]
+    return expanded[2:]
+
+
+def _check_command(cfg: dict, params: dict, overrides: list[str]) -> None:
+    """The agent's command for one grid point composes, and sets each swept key to its value."""
     assert not any(o.startswith("+") for o in overrides)
     groups = [k for k in params if (CONF / k).is_dir()]  # swept config groups: compare their choice
     cfg_run = compose(config_name="config", overrides=overrides, return_hydra_config=bool(groups))  # raises on unknown keys
