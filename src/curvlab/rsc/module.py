@@ -27,10 +27,10 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader
 
+from curvlab.geometry.spectral import loss_hessian_extremes
 from curvlab.rsc.callback import GeometryCallback
 from curvlab.rsc.checks import CheckContext
 from curvlab.rsc.data import load_images
-from curvlab.geometry.spectral import loss_hessian_extremes
 from curvlab.rsc.gbar import FusedGrads, functional, fused_grads
 from curvlab.rsc.init import normal_init, rsc_init
 from curvlab.rsc.losses import LOSSES, Loss, square_loss
