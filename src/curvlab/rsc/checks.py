@@ -41,6 +41,7 @@ from curvlab.geometry.curvature import (
 )
 from curvlab.geometry.distances import ball_distances, layer_distances
 from curvlab.geometry.flat import flatten
+from curvlab.geometry.functional import FunctionalModel
 from curvlab.geometry.ntk import ntk_gram, ntk_stats
 from curvlab.geometry.spectral import (
     HVP_MODES,
@@ -162,23 +163,24 @@ def hessian_check(
             converged &= low.converged
             matvecs += low.matvecs
     if parts:
-        split = _hessian_parts(ctx, eig)
-        out.update(split.pop("values"))
-        converged &= split["converged"]
-        matvecs += split["matvecs"]
+        values, parts_converged, parts_matvecs = _hessian_parts(ctx, fm, theta, eig)
+        out.update(values)
+        converged &= parts_converged
+        matvecs += parts_matvecs
     out["converged"] = float(converged)
     out["matvecs"] = float(matvecs)
     return out
 
 
-def _hessian_parts(ctx: CheckContext, eig: dict[str, Any]) -> dict[str, Any]:
+def _hessian_parts(
+    ctx: CheckContext, fm: FunctionalModel, theta: Tensor, eig: dict[str, Any]
+) -> tuple[dict[str, float], bool, int]:
     """The loss Hessian's Gauss-Newton part G = (1/n) sum_i J_i^T l''_i J_i (I_1 in the proof of
     Theorem B.1: lambda_max(G) <= b rho^2 by Lemma 4.1) and residual R = (1/n) sum_i l'_i grad^2 f_i
     (I_2: ||R|| <= c_H sqrt(lambda_t) / sqrt(m) by Theorem 4.1 and Cauchy-Schwarz, the second term of
-    Theorem B.2's beta). ``residual_over_sqrt_lambda`` = ||R|| / sqrt(lambda_t) estimates c_H / sqrt(m)."""
+    Theorem B.2's beta). ``residual_over_sqrt_lambda`` = ||R|| / sqrt(lambda_t) estimates c_H / sqrt(m).
+    Returns (values, converged, HVPs spent)."""
     opts = {k: v for k, v in eig.items() if k != "hvp_mode"}
-    fm = functional(ctx.model)
-    theta = fm.theta()
     out_t = ctx.fused.out.detach()
     gn = gauss_newton_operator(lambda th: fm(th, ctx.x), theta, ctx.loss.d2(out_t, ctx.y) / out_t.shape[0])
     hvp = hvp_operator(fm.loss_fn(ctx.loss, ctx.x, ctx.y), theta, eig["hvp_mode"])
@@ -187,7 +189,7 @@ def _hessian_parts(ctx: CheckContext, eig: dict[str, Any]) -> dict[str, Any]:
     lam = float(ctx.loss.lambda_t(out_t, ctx.y))
     values = {"gn_lambda_max": top.value, "residual_norm": abs(res.value),
               "residual_over_sqrt_lambda": abs(res.value) / math.sqrt(lam) if lam > 0 else math.nan}
-    return {"values": values, "converged": top.converged and res.converged, "matvecs": top.matvecs + res.matvecs}
+    return values, top.converged and res.converged, top.matvecs + res.matvecs
 
 
 def loss_curvature_check(ctx: CheckContext) -> dict[str, float]:

@@ -32,6 +32,12 @@ from curvlab.plotting import DIVERGED_STYLE, save
 from curvlab.run.store import DIVERGED, PLOTTED, Run
 
 
+def series(run: Run, key: str) -> np.ndarray:
+    """A per-step history column of ``run`` without its empty rows (steps logging other keys only)."""
+    v = np.asarray(run.history().get(key, []), dtype=float)
+    return v[~np.isnan(v)]
+
+
 def padded_mean(curves: list[np.ndarray]) -> np.ndarray:
     """Mean over seeds at each step, over the seeds still running at that step."""
     out = np.full((len(curves), max(len(c) for c in curves)), np.nan)
@@ -60,8 +66,7 @@ def fig1(runs: list[Run], out_dir: Path) -> list[Path]:
             bad += [(m, r.summary.get("min_gbar_norm", np.nan)) for r in by_width[m] if r.status == DIVERGED]
             if not ok:
                 continue
-            curves = [np.asarray(r.history()["gbar_norm"]) for r in ok]
-            curves = [c[~np.isnan(c)] for c in curves]
+            curves = [series(r, "gbar_norm") for r in ok]
             ax_a.plot(padded_mean(curves), color=cmap(j), label=f"m = {m}")
             mins = np.array([r.summary["min_gbar_norm"] for r in ok])
             ok_widths.append(m)

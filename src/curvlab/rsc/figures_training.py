@@ -17,13 +17,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from curvlab.plotting import DIVERGED_STYLE, save
-from curvlab.rsc.figures import check_series, group_by, padded_mean, width_of
+from curvlab.rsc.figures import check_series, group_by, padded_mean, series, width_of
 from curvlab.run.store import DIVERGED, PLOTTED, Run
-
-
-def _history(run: Run, key: str) -> np.ndarray:
-    v = np.asarray(run.history().get(key, []), dtype=float)
-    return v[~np.isnan(v)]
 
 
 def _step_rule(r: Run) -> str:
@@ -34,7 +29,7 @@ def _step_rule(r: Run) -> str:
 
 def largest_loss_increase(run: Run) -> float:
     """max_t (L_{t+1} - L_t), 0 for a loss that never rises: the size of GD's loss spikes."""
-    loss = _history(run, "loss")
+    loss = series(run, "loss")
     return float(max(np.diff(loss).max(initial=0.0), 0.0)) if len(loss) > 1 else 0.0
 
 
@@ -54,8 +49,8 @@ def sharpness(runs: list[Run], out_dir: Path) -> list[Path]:
                 style = {"color": cmap(j), "ls": "--" if r.status == DIVERGED else "-", "alpha": 0.8,
                          "label": rule if i == 0 else None}
                 ax_a.plot(*check_series(r, "hessian", "lr_times_lambda_max"), marker=".", **style)
-                ax_b.plot(_history(r, "gbar_norm"), **style)
-                ax_c.plot(_history(r, "loss"), **style)
+                ax_b.plot(series(r, "gbar_norm"), **style)
+                ax_c.plot(series(r, "loss"), **style)
         ax_a.axhline(2.0, color="k", ls=":", label="2: GD's stability limit")
         ax_a.set(yscale="log", xlabel="iteration t", ylabel=r"$\eta\,\lambda_{\max}(\nabla^2 L(\theta_t))$",
                  title=f"(a) m = {m}: sharpness in units of 2/η")
@@ -91,7 +86,7 @@ def optimizers(runs: list[Run], out_dir: Path) -> list[Path]:
     (the minimum often sits at theta_0, where every optimizer starts); diverged runs marked."""
     by_opt = group_by(runs, _optimizer_name)
     fig, axes = plt.subplots(2, len(by_opt), figsize=(5 * len(by_opt), 7.5), sharey="row", squeeze=False)
-    stats = (("min_t", lambda r: r.summary["min_gbar_norm"]), ("last iterate", lambda r: _history(r, "gbar_norm")[-1]))
+    stats = (("min_t", lambda r: r.summary["min_gbar_norm"]), ("last iterate", lambda r: series(r, "gbar_norm")[-1]))
     for col, (name, group) in enumerate(by_opt.items()):
         for row, (what, value) in enumerate(stats):
             ax = axes[row][col]
@@ -121,7 +116,7 @@ def loss_terms(runs: list[Run], out_dir: Path) -> list[Path]:
         by_w = group_by(group, width_of)
         cmap = plt.get_cmap("viridis", max(len(by_w), 2))
         for j, (m, rs) in enumerate(by_w.items()):
-            ax_a.plot(padded_mean([_history(r, "gbar_norm") for r in rs]), color=cmap(j), label=f"m = {m}")
+            ax_a.plot(padded_mean([series(r, "gbar_norm") for r in rs]), color=cmap(j), label=f"m = {m}")
             for metric, ax in (("lambda_t", ax_b), ("alpha", ax_c)):
                 name = "loss_curvature" if metric == "lambda_t" else "restricted_curvature"
                 for i, r in enumerate(rs):
