@@ -10,7 +10,7 @@ TORCH  := torch==2.14.1 torchvision==0.29.1
 export WANDB_MODE ?= offline
 export WANDB_START_METHOD := thread
 
-.PHONY: demo test test-all bench clean venv
+.PHONY: demo test test-all bench reproduce report clean venv
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -27,6 +27,16 @@ test: $(STAMP)
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q -n auto --dist loadfile
+
+# every paper experiment at full size (resumable: finished jobs are skipped), then results/ and its report
+reproduce: $(STAMP)
+	@dpkg -s dataset-fashion-mnist >/dev/null 2>&1 || apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 \
+		|| echo "note: Fashion-MNIST needs Debian's dataset-fashion-mnist (or its idx files in data_cache/FashionMNIST/raw/)"
+	$(PY) -m curvlab.reproduce
+
+# the claim report from the committed results (no training)
+report: $(STAMP)
+	$(PY) -m curvlab.report results --out results/report.md
 
 bench: $(STAMP)
 	for f in bench/bench_*.py; do $(PY) $$f || exit 1; done

@@ -58,3 +58,27 @@ def test_torchvision_formats(vision_root, trust_cifar, name, d):
     data = load_images(name, 50, seed=0, target="onehot", root=str(vision_root), download=False)
     assert data.x.shape == (50, d) and data.y.shape == (50, 10)
     torch.testing.assert_close(data.x.norm(dim=1), torch.full((50,), math.sqrt(d)))
+
+
+def test_fashion_mnist_is_read_from_debians_gzipped_copy(vision_root, tmp_path):
+    """Debian's dataset-fashion-mnist ships gzipped idx files: they are unpacked into the data root
+    once, where torchvision reads them, and give the same images as the unpacked originals."""
+    import gzip
+    import shutil
+
+    from curvlab.rsc.data import _unpack_debian
+
+    source = tmp_path / "debian"
+    source.mkdir()
+    for f in (vision_root / "FashionMNIST" / "raw").glob("*-ubyte"):
+        with open(f, "rb") as src, gzip.open(source / f"{f.name}.gz", "wb") as out:
+            shutil.copyfileobj(src, out)
+    root = tmp_path / "root"
+    _unpack_debian("fashion_mnist", str(root), source)
+    assert sorted(p.name for p in (root / "FashionMNIST" / "raw").iterdir()) == sorted(
+        p.name for p in (vision_root / "FashionMNIST" / "raw").glob("*-ubyte"))
+    ours = load_images("fashion_mnist", 8, 0, root=str(root), download=False)
+    ref = load_images("fashion_mnist", 8, 0, root=str(vision_root), download=False)
+    assert torch.equal(ours.x, ref.x) and torch.equal(ours.labels, ref.labels)
+    _unpack_debian("fashion_mnist", str(tmp_path / "none"), tmp_path / "missing")  # no copy: nothing happens
+    assert not (tmp_path / "none").exists()

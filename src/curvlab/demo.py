@@ -1,25 +1,23 @@
 """``make demo``: reduced reproductions of the paper figures, offline, with a progress display.
 
 Each stage is a Hydra multirun of one experiment (comma lists in ``overrides`` are swept) run as a
-subprocess into ``OUT/<stage>``, followed by its figures into ``OUT/figures``. Completed jobs are
-skipped when the demo runs again.
+subprocess into ``OUT/<stage>`` (:func:`curvlab.launch.sweep`), followed by the experiment's figures
+(:data:`curvlab.figures.EXPERIMENT_FIGURES`) into ``OUT/figures``. Completed jobs are skipped when
+the demo runs again.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import os
-import subprocess
-import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
-from curvlab.figures import draw
-from curvlab.run.store import SUMMARY
+from curvlab.figures import EXPERIMENT_FIGURES, draw
+from curvlab.launch import grid_size, sweep
 
 
 @dataclass
@@ -27,11 +25,10 @@ class Stage:
     name: str  # folder under the demo output
     experiment: str
     overrides: list[str]  # comma-separated values are swept; list every swept key here
-    figures: list[str] = field(default_factory=list)  # names in curvlab.figures.FIGURES
 
     @property
     def jobs(self) -> int:
-        return math.prod(len(o.split("=", 1)[1].split(",")) for o in self.overrides)
+        return grid_size(dict(o.split("=", 1) for o in self.overrides))
 
 
 STAGES: list[Stage] = [
@@ -39,7 +36,6 @@ STAGES: list[Stage] = [
         "fig1_mnist",
         "fig1_mnist",
         ["data=mnist_offline", "model.width=64,128,256,512", "seed=0,1,2", "trainer.max_steps=800"],
-        ["fig1"],
     ),
     # RSC geometry claims, reduced: widths <= 512, one seed, short GD runs
     Stage(
@@ -47,77 +43,54 @@ STAGES: list[Stage] = [
         "hessian_vs_width",
         ["model.width=64,128,256,512", "model.depth=2,3", "init.sigma1=1.0,2.0", "seed=0",
          "trainer.max_steps=20", "checks.hessian.inputs=2", "checks.hessian.tol=1e-2", "threads=1"],
-        ["hessian_width"],
     ),
     Stage(
         "geometry_training",
         "geometry_vs_width",
         ["model.width=64,128,256,512", "seed=0", "trainer.max_steps=300", "checks.hessian.every=100",
          "checks.restricted_curvature.every=50", "checks.restricted_curvature.dtype=float32", "threads=1"],
-        ["ball_distances", "restricted_curvature"],
     ),
     Stage(
         "geometry_rsc_ntk",
         "rsc_vs_ntk",
         ["model.width=64,256", "data.duplicates=0.0,0.25", "data.duplicate_noise=0.0,0.01", "seed=0",
          "trainer.max_steps=300", "threads=1"],
-        ["rsc_vs_ntk"],
     ),
     Stage(
         "geometry_convnet_width",
         "rsc_convnet_width",
         ["model.width=4,8,16", "seed=0", "data.n=128", "trainer.max_steps=100", "threads=1"],
-        ["width_scaling"],
     ),
     # recovery paper, reduced: smaller d, fewer sets / inits / iterations than the paper
-    Stage("recovery_fig2", "fig2_rho", ["rho.points=120"], ["fig2"]),
+    Stage("recovery_fig2", "fig2_rho", ["rho.points=120"]),
     Stage(
         "recovery_fig3a",
         "fig3a_fcn_success",
         ["data.d=8,12", "data.n=400,800,1600,3200,6400", "data.sets=10", "init.inits=10",
          "trainer.max_steps=1500"],
-        ["fig3a"],
     ),
     Stage(
         "recovery_fig3b",
         "fig3b_fcn_error",
         ["data.d=8,16", "data.n=1000,2000,4000,8000,16000", "data.sets=20", "trainer.max_steps=1500"],
-        ["fig3b"],
     ),
     Stage(
         "recovery_fig4a",
         "fig4a_cnn_success",
         ["data.d=15,24", "data.n=50,100,200,400,800", "data.sets=20", "init.inits=10", "trainer.max_steps=1500"],
-        ["fig4a"],
     ),
     Stage(
         "recovery_fig4b",
         "fig4b_cnn_error",
         ["data.d=15,24", "data.n=250,500,1000,2000,4000,8000", "data.sets=20", "trainer.max_steps=1500"],
-        ["fig4b"],
     ),
 ]
 
 
 def run_stage(stage: Stage, out: Path, bar: tqdm) -> list[Path]:
     sweep_dir = out / stage.name
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [
-        sys.executable, "-m", "curvlab.train", "-m", f"experiment={stage.experiment}", *stage.overrides,
-        "progress_bar=false", "rerun_changed=true", f"hydra.sweep.dir={sweep_dir}",
-    ]
-    done_before = bar.n
-    with open(sweep_dir / "launcher.log", "w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-        while proc.poll() is None:
-            time.sleep(1.0)
-            bar.n = done_before + len(list(sweep_dir.glob(f"*/{SUMMARY}")))
-            bar.refresh()
-    bar.n = done_before + stage.jobs
-    bar.refresh()
-    if proc.returncode != 0:
-        raise SystemExit(f"stage {stage.name} failed (exit {proc.returncode}); see {sweep_dir / 'launcher.log'}")
-    return [p for fig in stage.figures for p in draw(fig, sweep_dir, out / "figures")]
+    sweep(stage.experiment, [*stage.overrides, "rerun_changed=true"], sweep_dir, stage.jobs, bar)
+    return [p for fig in EXPERIMENT_FIGURES[stage.experiment] for p in draw(fig, sweep_dir, out / "figures")]
 
 
 def main(argv: list[str] | None = None) -> None:

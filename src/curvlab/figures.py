@@ -2,7 +2,8 @@
 
 Every figure is listed in :data:`FIGURES` with what it plots (:class:`curvlab.plotting.Figure`):
 the task and statuses of its runs, the summary entries they must hold and the geometry checks they
-must have run; runs come from :func:`curvlab.run.store.load_runs` (or W&B). A sweep without such a
+must have run; runs come from a sweep folder or a ``results/`` folder (:func:`curvlab.run.table.load`),
+or from W&B. :data:`EXPERIMENT_FIGURES` names the figures of each experiment. A sweep without such a
 run exits with one line saying what is missing and what was found, and no PNG.
 """
 
@@ -16,19 +17,20 @@ from curvlab.plotting import Figure, require, selected
 from curvlab.recovery import figures as recovery
 from curvlab.rsc import figures as rsc
 from curvlab.rsc import figures_training as training
-from curvlab.run.store import DIVERGED, FINISHED, Run, load_runs
+from curvlab.run.store import DIVERGED, FINISHED, Run
+from curvlab.run.table import load
 from curvlab.run.wandb_runs import load_wandb_runs
 
 FIGURES: dict[str, Figure] = {
-    "fig1": Figure(rsc.fig1, "rsc", FINISHED),
-    "hessian_width": Figure(rsc.hessian_width, "rsc", FINISHED, checks=("hessian",)),
-    "ball_distances": Figure(rsc.ball_distances, "rsc", checks=("distance",)),
-    "rsc_vs_ntk": Figure(rsc.rsc_vs_ntk, "rsc", FINISHED, checks=("ntk",)),
-    "restricted_curvature": Figure(rsc.restricted_curvature, "rsc", checks=("restricted_curvature",)),
-    "width_scaling": Figure(rsc.width_scaling, "rsc", FINISHED, checks=("hessian",)),
-    "sharpness": Figure(training.sharpness, "rsc", FINISHED),
-    "optimizers": Figure(training.optimizers, "rsc", FINISHED),
-    "loss_terms": Figure(training.loss_terms, "rsc", FINISHED, checks=("loss_curvature",)),
+    "fig1": Figure(rsc.fig1, "rsc", FINISHED, history=True),
+    "hessian_width": Figure(rsc.hessian_width, "rsc", FINISHED, checks=("hessian",), history=True),
+    "ball_distances": Figure(rsc.ball_distances, "rsc", checks=("distance",), history=True),
+    "rsc_vs_ntk": Figure(rsc.rsc_vs_ntk, "rsc", FINISHED, checks=("ntk",), history=True),
+    "restricted_curvature": Figure(rsc.restricted_curvature, "rsc", checks=("restricted_curvature",), history=True),
+    "width_scaling": Figure(rsc.width_scaling, "rsc", FINISHED, checks=("hessian",), history=True),
+    "sharpness": Figure(training.sharpness, "rsc", FINISHED, history=True),
+    "optimizers": Figure(training.optimizers, "rsc", FINISHED, history=True),
+    "loss_terms": Figure(training.loss_terms, "rsc", FINISHED, checks=("loss_curvature",), history=True),
     "fig2": Figure(recovery.fig2, "rho", keys=("rho_fcn",)),
     "fig3a": Figure(recovery.fig3a, "recovery", keys=("success_rate",), kind="fcn", marks=(DIVERGED,)),
     "fig3b": Figure(recovery.fig3b, "recovery", keys=("error_mean",), kind="fcn", marks=(DIVERGED,)),
@@ -37,6 +39,28 @@ FIGURES: dict[str, Figure] = {
     "tensor_init": Figure(recovery.tensor_init, "recovery", keys=("init_error_mean",), init="tensor",
                           marks=(DIVERGED,)),
     "lsc": Figure(recovery.lsc, "recovery", keys=("lambda_min_truth",), marks=(DIVERGED,)),
+}
+
+# experiment (conf/experiment/NAME.yaml) -> the figures drawn from its sweep
+EXPERIMENT_FIGURES: dict[str, tuple[str, ...]] = {
+    "fig1_mnist": ("fig1",),
+    "fig1_fashion_mnist": ("fig1",),
+    "fig1_cifar10": ("fig1",),
+    "hessian_vs_width": ("hessian_width",),
+    "geometry_vs_width": ("ball_distances", "restricted_curvature"),
+    "rsc_vs_ntk": ("rsc_vs_ntk",),
+    "rsc_convnet_width": ("width_scaling",),
+    "rsc_resnet_width": ("width_scaling",),
+    "sharpness_vs_lr": ("sharpness",),
+    "rsc_sgd_vs_gd": ("optimizers",),
+    "rsc_cross_entropy": ("loss_terms",),
+    "fig2_rho": ("fig2",),
+    "fig3a_fcn_success": ("fig3a",),
+    "fig3b_fcn_error": ("fig3b",),
+    "fig4a_cnn_success": ("fig4a",),
+    "fig4b_cnn_error": ("fig4b",),
+    "tensor_init_error": ("tensor_init",),
+    "lsc_vs_n": ("lsc",),
 }
 
 
@@ -54,10 +78,11 @@ def plot(name: str, runs: list[Run], source: str, out_dir: Path) -> list[Path]:
 
 
 def draw(name: str, sweep_dir: Path, out_dir: Path | None = None) -> list[Path]:
-    """Draw figure ``name`` from the finished runs under ``sweep_dir`` (default out: sweep_dir/figures)."""
+    """Draw figure ``name`` from the runs of ``sweep_dir``, a sweep or a results folder (default out:
+    sweep_dir/figures)."""
     figure(name)
     try:
-        runs = load_runs(sweep_dir)
+        runs = load(sweep_dir)
     except FileNotFoundError as err:
         raise SystemExit(str(err)) from None
     return plot(name, runs, str(sweep_dir), Path(out_dir) if out_dir else Path(sweep_dir) / "figures")
@@ -72,7 +97,7 @@ def draw_from_wandb(name: str, project_path: str, group: str | None, out_dir: Pa
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m curvlab.figures", description=__doc__)
     parser.add_argument("figure", choices=sorted(FIGURES))
-    parser.add_argument("sweep_dir", type=Path, nargs="?", help="a Hydra multirun folder")
+    parser.add_argument("sweep_dir", type=Path, nargs="?", help="a Hydra multirun folder or a results/ folder")
     parser.add_argument("--from-wandb", metavar="ENTITY/PROJECT", help="read the runs from W&B instead")
     parser.add_argument("--group", help="with --from-wandb: only this W&B group")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: SWEEP_DIR/figures)")

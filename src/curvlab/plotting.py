@@ -33,6 +33,7 @@ class Figure(NamedTuple):
     init: str | None = None  # recovery initialization (summary "init") those runs must use
     checks: tuple[str, ...] = ()  # geometry checks (checks/ group) one of them must have run
     marks: tuple[str, ...] = ()  # statuses of further runs it marks instead of plotting (e.g. diverged)
+    history: bool = False  # it reads the runs' per-step histories (results/ keep them for it)
 
 
 def save(fig: plt.Figure, path: Path) -> Path:

@@ -49,7 +49,7 @@ def _xlabel() -> str:
     return "n" if _xaxis() == "n" else r"$n / (d \log^2 d)$"
 
 
-def _by_d(runs: list[Run]) -> dict[int, list[Run]]:
+def by_d(runs: list[Run]) -> dict[int, list[Run]]:
     groups: dict[int, list[Run]] = defaultdict(list)
     for r in runs:
         groups[int(r.summary["d"])].append(r)
@@ -57,7 +57,7 @@ def _by_d(runs: list[Run]) -> dict[int, list[Run]]:
 
 
 def _curves(ax, runs: list[Run], key: str, marker: str = "o", err_key: str | None = None, label_fmt="d = {d}"):
-    for d, group in _by_d(runs).items():
+    for d, group in by_d(runs).items():
         x = np.array([_x(r) for r in group])
         y = np.array([r.summary.get(key, np.nan) for r in group], dtype=float)
         if err_key:
@@ -147,7 +147,7 @@ def tensor_init(runs: list[Run], out_dir: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for kind in ("fcn", "cnn"):
         sub = [r for r in rs if r.summary["kind"] == kind]
-        for d, group in _by_d(sub).items():
+        for d, group in by_d(sub).items():
             n = np.array([r.summary["n"] for r in group], dtype=float)
             med = "init_error_median" in group[0].summary
             ax.plot(n, [r.summary["init_error_median" if med else "init_error_mean"] for r in group], "o-",
@@ -172,7 +172,7 @@ def lsc(runs: list[Run], out_dir: Path) -> list[Path]:
               ("lambda_min_hat", "s:", r"at $\hat W$"))
     for kind in ("fcn", "cnn"):
         sub = [r for r in rs if r.summary["kind"] == kind]
-        for d, group in _by_d(sub).items():
+        for d, group in by_d(sub).items():
             x = [_x(r) for r in group]
             for key, st, lab in styles:
                 if any(key in r.summary for r in group):

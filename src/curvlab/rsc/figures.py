@@ -28,6 +28,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
+from curvlab.claims import loglog_slope
 from curvlab.plotting import DIVERGED_STYLE, save
 from curvlab.run.store import DIVERGED, PLOTTED, Run
 
@@ -119,14 +120,6 @@ def at_init(run: Run, name: str, metric: str) -> float:
 def at_end(run: Run, name: str, metric: str) -> float:
     v = (run.summary.get("final_checks") or {}).get(f"check/{name}/{metric}")
     return float(v) if v is not None else math.nan
-
-
-def loglog_slope(m: np.ndarray, v: np.ndarray) -> float:
-    """Least-squares slope of log v against log m (NaN with fewer than 2 distinct widths)."""
-    ok = np.isfinite(v) & (v > 0)
-    if len(np.unique(m[ok])) < 2:
-        return math.nan
-    return float(np.polyfit(np.log(m[ok]), np.log(v[ok]), 1)[0])
 
 
 def group_by(runs: list[Run], key) -> dict:

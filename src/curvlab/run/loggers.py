@@ -14,13 +14,16 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightning as L
-from lightning.pytorch.loggers import CSVLogger, Logger
 from omegaconf import DictConfig
 
 from curvlab.run.store import resolved_config
+from curvlab.run.wandb_runs import STEP_KEY
+
+if TYPE_CHECKING:  # Lightning takes seconds to import: only the loggers' own functions import it
+    import lightning as L
+    from lightning.pytorch.loggers import Logger
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +85,33 @@ def _started(mode: str, kwargs: dict[str, Any]) -> Logger:
     from lightning.pytorch.loggers import WandbLogger
 
     logger = WandbLogger(mode=mode, **kwargs)
-    _ = logger.experiment
+    define_metrics(logger.experiment)
     return logger
 
 
+# metric -> the W&B summary the papers read off it: min_t ||g_bar_t|| (RSC Fig. 1), the lowest loss,
+# and the largest Hessian spectral norms along training (Thm 4.1; beta of Thm 5.2)
+SUMMARIES = {
+    "gbar_norm": "min",
+    "loss": "min",
+    "check/hessian/pred_norm_max": "max",
+    "check/hessian/loss_lambda_max": "max",
+}
+
+
+def define_metrics(run: Any) -> None:
+    """Give :data:`SUMMARIES` their min/max summaries on the W&B dashboard. Lightning's WandbLogger
+    already plots every metric (``*``) against the trainer step; a metric named here restates its step
+    metric, which a named definition would otherwise drop. These summaries sit under the metric's own
+    key (``gbar_norm.min``), apart from the ``summary.json`` fields (``min_gbar_norm``, ``final_loss``)
+    that :func:`publish_summary` writes."""
+    for name, summary in SUMMARIES.items():
+        run.define_metric(name, step_metric=STEP_KEY, step_sync=True, summary=summary)
+
+
 def make_loggers(cfg: DictConfig, run_dir: Path) -> list[Logger]:
+    from lightning.pytorch.loggers import CSVLogger
+
     loggers: list[Logger] = [CSVLogger(save_dir=str(run_dir), name="", version="")]
     mode = wandb_mode(cfg.logger.wandb.mode)
     if cfg.logger.wandb.enabled and mode != "disabled":

@@ -22,7 +22,7 @@ import logging
 import math
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,15 +96,16 @@ def read_summary(run_dir: Path) -> dict[str, Any] | None:
         return None
 
 
-def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested dict as ``{dotted.key: leaf}`` (an empty dict is a leaf)."""
     if isinstance(node, dict) and node:
-        return {k: v for key, sub in node.items() for k, v in _flat(sub, f"{prefix}{key}.").items()}
+        return {k: v for key, sub in node.items() for k, v in flatten(sub, f"{prefix}{key}.").items()}
     return {prefix[:-1]: node}
 
 
 def result_keys(config: dict[str, Any]) -> dict[str, Any]:
     """The result-defining part of a resolved config, as ``{dotted.key: value}``."""
-    return {k: v for k, v in _flat(config).items()
+    return {k: v for k, v in flatten(config).items()
             if not any(k == n or k.startswith(n + ".") for n in NON_RESULT_KEYS)}
 
 
@@ -141,13 +142,19 @@ class Run:
 
 
 def read_history(path: Path) -> dict[str, list[float]]:
-    cols: dict[str, list[float]] = {}
+    """A ``metrics.csv`` as columns (empty cells NaN); none if the file is absent."""
     if not Path(path).exists():
-        return cols
+        return {}
     with open(path, newline="") as fh:
-        for row in csv.DictReader(fh):
-            for k, v in row.items():
-                cols.setdefault(k, []).append(float(v) if v not in ("", None) else math.nan)
+        return history_columns(fh)
+
+
+def history_columns(lines: Iterable[str]) -> dict[str, list[float]]:
+    """CSV lines (header first) as float columns, empty cells NaN."""
+    cols: dict[str, list[float]] = {}
+    for row in csv.DictReader(lines):
+        for k, v in row.items():
+            cols.setdefault(k, []).append(float(v) if v not in ("", None) else math.nan)
     return cols
 
 
