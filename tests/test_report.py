@@ -159,7 +159,7 @@ def test_report_from_a_results_folder_lists_every_claim(tmp_path):
     table.export(sweep, tmp_path / "results" / "fig1_mnist")
     out = report.write_report([tmp_path / "results"], tmp_path / "report.md")
     text = out.read_text()
-    assert "| min_t \\|\\|g_bar_t\\|\\| increases with m (mnist_offline) |" in text and "**holds**" in text
+    assert "| min_t \\|\\|g_bar_t\\|\\| increases with m (mlp, mnist_offline) |" in text and "**holds**" in text
     assert "CIFAR-10 has no offline copy" in text
     assert text.count("**not run**") == len(report.CLAIMS) - 1
 

@@ -52,7 +52,7 @@ def test_round_trip_is_exact(tmp_path):
     out = table.export(sweep, tmp_path / "results" / "fig1_mnist", wall_seconds=12.34)
     meta = OmegaConf.load(out / "sweep.yaml")
     assert meta.swept == ["seed", "model.width", "only_here"] and meta.wall_seconds == 12.3
-    assert table.wall_seconds(out) == 12.3
+    assert table.sweep_meta(out)["wall_seconds"] == 12.3 and meta.overrides == []
     before = {r.path.name: r for r in load_runs(sweep)}
     after = table.load(out)
     assert sorted(r.path.name for r in after) == sorted(before)
@@ -62,6 +62,15 @@ def test_round_trip_is_exact(tmp_path):
         assert json.dumps(r.summary, sort_keys=True) == json.dumps(b.summary, sort_keys=True)
         assert r.history() == b.history()
     assert "only_here" not in after[0].config and after[3].config.only_here == 1
+
+
+def test_the_launch_overrides_that_change_results_are_recorded(tmp_path):
+    sweep = _sweep(tmp_path)
+    task = ["experiment=fig1_mnist", "model.width=8,16", "trainer.max_steps=300", "threads=1", "logger=csv",
+            "+logger.wandb.tags=[a]", "progress_bar=false"]
+    OmegaConf.save({"hydra": {"overrides": {"task": task, "hydra": ["hydra.launcher.n_jobs=2"]}}}, sweep / "multirun.yaml")
+    out = table.export(sweep, tmp_path / "res")
+    assert table.sweep_meta(out)["overrides"] == ["experiment=fig1_mnist", "model.width=8,16", "trainer.max_steps=300"]
 
 
 def test_runs_csv_is_a_readable_table(tmp_path):

@@ -34,6 +34,8 @@ CLAIMS: dict[str, tuple[ClaimFn, ...]] = {
     "hessian_vs_width": (rsc.hessian_scaling,),
     "rsc_vs_ntk": (rsc.rsc_without_ntk,),
     "geometry_vs_width": (rsc.positive_curvature,),
+    "rsc_convnet_width": (rsc.min_gbar_increases,),
+    "rsc_resnet_width": (rsc.min_gbar_increases,),
     "fig2_rho": (recovery.rho_increasing,),
     "fig3a_fcn_success": (partial(recovery.success_transition, kind="fcn", d=15, n_low=2000, n_high=5000),
                           recovery.transition_scaling),

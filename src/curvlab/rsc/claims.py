@@ -48,9 +48,9 @@ def _slope_row(claim: str, paper: str, experiment: str, what: str, runs: list[Ru
 
 
 def min_gbar_increases(runs: list[Run], experiment: str) -> list[Row]:
-    """Fig. 1(b-d): min_t ||g_bar_t|| increases with the width m."""
-    dataset = runs[0].config.data.name if runs else experiment
-    return [_slope_row(f"min_t ||g_bar_t|| increases with m ({dataset})", "Fig. 1(b-d)", experiment,
+    """Fig. 1(b-d): min_t ||g_bar_t|| increases with the width m (the paper's MLP, or any model)."""
+    model = str(runs[0].config.model.get("_target_", "mlp")).rsplit(".", 1)[-1]
+    return [_slope_row(f"min_t ||g_bar_t|| increases with m ({model}, {runs[0].config.data.name})", "Fig. 1(b-d)", experiment,
                        "min_t ||g_bar_t||", runs, lambda r: r.summary.get("min_gbar_norm", math.nan),
                        "slope > 0", lambda lo, hi: above(lo, hi, 0.0))]
 

@@ -3,7 +3,8 @@
 ``export(sweep_dir, out_dir)`` writes into ``out_dir`` (e.g. ``results/<experiment>/``):
 
 * ``sweep.yaml`` — the resolved config every run shares (``common``), the dotted keys that differ
-  between runs (``swept``), and the sweep's measured wall time when it is known;
+  between runs (``swept``), the result-defining command-line overrides of the launch (``overrides``,
+  from Hydra's ``multirun.yaml``: what a reduced sweep changed) and its measured wall time when known;
 * ``runs.csv`` — one row per run: ``run`` (its folder in the sweep), ``status``, the swept keys and
   every summary field (nested ones as JSON);
 * ``history.csv.gz`` — the runs' per-step rows (``metrics.csv``), with a ``run`` column.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ from typing import Any
 import yaml
 from omegaconf import OmegaConf
 
-from curvlab.run.store import HISTORY, Run, flatten, history_columns, load_runs
+from curvlab.run.store import HISTORY, NON_RESULT_KEYS, Run, flatten, history_columns, load_runs
 
 RUNS, SWEEP, HISTORIES = "runs.csv", "sweep.yaml", "history.csv.gz"
 
@@ -79,7 +81,7 @@ def export(sweep_dir: Path, out_dir: Path, wall_seconds: float | None = None, hi
         raise SystemExit(f"{sweep_dir}: no run with a summary.json to export")
     common, swept, flats = _split_config(runs)
     out_dir.mkdir(parents=True, exist_ok=True)
-    meta: dict[str, Any] = {"runs": len(runs), "swept": swept}
+    meta: dict[str, Any] = {"runs": len(runs), "swept": swept, "overrides": launch_overrides(sweep_dir)}
     if wall_seconds is not None:
         meta["wall_seconds"] = round(float(wall_seconds), 1)
     meta["common"] = _unflat(common)
@@ -98,6 +100,17 @@ def export(sweep_dir: Path, out_dir: Path, wall_seconds: float | None = None, hi
     return out_dir
 
 
+def launch_overrides(sweep_dir: Path) -> list[str]:
+    """The result-defining task overrides of the multirun that made ``sweep_dir`` (none without its
+    ``multirun.yaml``): ``experiment=...``, the grid, any reduction such as ``trainer.max_steps=300``."""
+    path = Path(sweep_dir) / "multirun.yaml"
+    if not path.exists():
+        return []
+    task = OmegaConf.select(OmegaConf.load(path), "hydra.overrides.task") or []
+    keys = lambda o: o.split("=", 1)[0].lstrip("+~")  # noqa: E731
+    return [str(o) for o in task if not any(keys(o) == k or keys(o).startswith(k + ".") for k in NON_RESULT_KEYS)]
+
+
 def _sort_key(run_id: str) -> tuple:
     return tuple(int(p) if p.isdigit() else p for p in run_id.split("/"))
 
@@ -113,7 +126,8 @@ def _write_histories(runs: list[Run], sweep_dir: Path, path: Path) -> None:
     columns = list(dict.fromkeys(k for _, rows in tables for row in rows for k in row))
     if not columns:
         return
-    with gzip.open(path, "wt", newline="", compresslevel=9) as fh:
+    # mtime=0: the same rows give the same bytes, so a re-export leaves git nothing to commit
+    with gzip.GzipFile(path, "wb", compresslevel=9, mtime=0) as raw, io.TextIOWrapper(raw, newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["run", *columns])
         for run_id, rows in tables:
@@ -168,6 +182,6 @@ def load(path: Path) -> list[Run]:
     return load_table(path) if (path / RUNS).exists() else load_runs(path)
 
 
-def wall_seconds(folder: Path) -> float | None:
-    """The measured wall time a results folder records, if any."""
-    return yaml.safe_load((Path(folder) / SWEEP).read_text()).get("wall_seconds")
+def sweep_meta(folder: Path) -> dict[str, Any]:
+    """A results folder's ``sweep.yaml``: runs, swept keys, overrides, wall_seconds (when known), common."""
+    return yaml.safe_load((Path(folder) / SWEEP).read_text())
