@@ -106,5 +106,5 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     finally:
         finish_wandb()
     write_summary(run_dir, summary, resolved_config(cfg))
-    log.info("run %s: %s", run_dir, {k: v for k, v in summary.items() if not isinstance(v, dict)})
+    log.info("run %s: %s", run_dir, {k: v for k, v in summary.items() if not isinstance(v, (dict, list))})
     return summary
