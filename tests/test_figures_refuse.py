@@ -6,8 +6,10 @@ import math
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 from conftest import run_cli
+from matplotlib.collections import PolyCollection
 
 import curvlab.recovery.figures as figures_recovery
 from curvlab.figures import FIGURES, draw
@@ -129,4 +131,28 @@ def test_diverged_recovery_points_are_marked_on_the_top_edge_not_plotted(name, t
         assert len(plotted) >= 2 and pytest.approx(x) not in plotted
         assert ax.get_ylim()[1] < 1e3  # the diverged values do not stretch the axis
         assert "diverged" in [t.get_text() for t in ax.get_legend().get_texts()]
+    plt.close(drawn[0])
+
+
+@pytest.mark.parametrize("name", ["fig3a", "fig3b"])
+def test_recovery_curves_draw_a_band_over_the_training_sets(name, tmp_path, monkeypatch):
+    """fig3b's band spans the 10-90th percentiles of the per-set errors; fig3a's the 95% Wilson
+    interval of the success rate, which holds the rate and stays inside [0, 1]."""
+    errors = [1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2]
+    for n in (400, 800):
+        cfg, summary = _recovery(name, 8, n)
+        per_set = {"error": errors, "success": [True] * 4 + [False]}
+        _write(tmp_path / str(n), cfg, {**summary, "status": "completed", "sets": 5, "success_rate": 0.8,
+                                        "per_set": per_set})
+    drawn = []
+    monkeypatch.setattr(figures_recovery, "save", lambda fig, path: drawn.append(fig) or path)
+    draw(name, tmp_path, tmp_path / "figs")
+    (ax,) = drawn[0].axes
+    (band,) = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    ys = band.get_paths()[0].vertices[:, 1]
+    if name == "fig3b":
+        assert (ys.min(), ys.max()) == pytest.approx(tuple(np.percentile(errors, [10, 90])))
+    else:
+        assert 0 <= ys.min() < 0.8 < ys.max() <= 1
+    assert drawn[0].get_suptitle().startswith({"fig3a": "Fig. 3(a)", "fig3b": "Fig. 3(b)"}[name])
     plt.close(drawn[0])

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 
+import matplotlib.pyplot as plt
 import pytest
+from matplotlib.collections import PolyCollection
 from test_geometry_figures import _write_run
 
+import curvlab.rsc.figures_training as training
 from curvlab.figures import FIGURES, draw
 
 
@@ -39,7 +42,7 @@ def test_sharpness_draws_one_png_per_width_with_every_step_rule_and_measures_the
     assert spikes["16"] == {"ω = 0.5": 0.0, "ω = 2.5": 0.0, "lr = 8": pytest.approx(0.4)}
 
 
-def test_optimizers_draws_a_panel_per_optimizer(tmp_path):
+def test_optimizers_draws_a_panel_per_optimizer(tmp_path, monkeypatch):
     for i, (target, momentum) in enumerate((("torch.optim.SGD", 0.0), ("torch.optim.SGD", 0.9), ("torch.optim.Adam", None))):
         for m in (16, 64):
             for bs in (8, None):
@@ -49,6 +52,14 @@ def test_optimizers_draws_a_panel_per_optimizer(tmp_path):
                            {"status": "completed", "steps": 4, "min_gbar_norm": 0.1 * m})
     (path,) = draw("optimizers", tmp_path / "s", tmp_path / "f")
     assert path.name == "optimizers.png" and path.stat().st_size > 0
+    drawn = []
+    monkeypatch.setattr(training, "save", lambda fig, path: drawn.append(fig) or path)
+    draw("optimizers", tmp_path / "s", tmp_path / "f")
+    (fig,) = drawn
+    assert len(fig.axes) == 2 * 3  # (min_t, last iterate) x (SGD, SGD with momentum, Adam)
+    for ax in fig.axes:
+        assert ax.get_xscale() == "log" and len([c for c in ax.collections if isinstance(c, PolyCollection)]) == 2
+    plt.close(fig)
 
 
 def test_loss_terms_draws_one_png_per_loss_and_needs_the_loss_curvature_check(tmp_path):

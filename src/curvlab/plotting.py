@@ -1,5 +1,6 @@
 """Shared pieces of the paper figures: which runs a figure plots (:class:`Figure`,
-:func:`selected`, :func:`require`), and saving a PNG.
+:func:`selected`, :func:`require`), a mean line with its spread band (:func:`mean_band`), the claim
+a figure tests (:func:`claim`), and saving a PNG.
 
 A figure function takes ``(runs, out_dir)`` — the runs its :class:`Figure` selects, the ones it
 marks (e.g. diverged grid points) included — and returns the paths of the PNGs it wrote.
@@ -8,12 +9,14 @@ marks (e.g. diverged grid points) included — and returns the paths of the PNGs
 from __future__ import annotations
 
 import math
+import textwrap
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -34,6 +37,51 @@ class Figure(NamedTuple):
     checks: tuple[str, ...] = ()  # geometry checks (checks/ group) one of them must have run
     marks: tuple[str, ...] = ()  # statuses of further runs it marks instead of plotting (e.g. diverged)
     history: bool = False  # it reads the runs' per-step histories (results/ keep them for it)
+
+
+def padded(curves: Sequence[Sequence[float]]) -> np.ndarray:
+    """Ragged curves as the rows of one array, NaN past each curve's end."""
+    out = np.full((len(curves), max((len(c) for c in curves), default=0)), np.nan)
+    for i, c in enumerate(curves):
+        out[i, : len(c)] = c
+    return out
+
+
+def band(ax: plt.Axes, x, center, lo, hi, **style) -> None:
+    """A line through ``center`` and a shaded band from ``lo`` to ``hi`` in the line's colour."""
+    (line,) = ax.plot(x, center, **style)
+    ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, lw=0)
+
+
+def mean_band(ax: plt.Axes, x, samples, **style) -> None:
+    """The mean of ``samples`` (one row per seed, NaN or inf where missing; one column per x) as a line, and
+    their min-max over the rows as a band. Columns without a value are left out; nothing is drawn if
+    none has one."""
+    s = np.atleast_2d(np.asarray(samples, dtype=float))
+    s[~np.isfinite(s)] = np.nan
+    ok = np.isfinite(s).any(axis=0)
+    if ok.any():
+        s = s[:, ok]
+        band(ax, np.asarray(x, dtype=float)[ok], np.nanmean(s, axis=0), np.nanmin(s, axis=0), np.nanmax(s, axis=0),
+             **style)
+
+
+def legend(ax: plt.Axes, **kw) -> None:
+    """A legend, if anything on ``ax`` has a label."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kw)
+
+
+def seeds_note(runs: list[Run]) -> str:
+    """How a figure over ``runs`` averages: "mean of 3 seeds, bands min-max", or "1 seed"."""
+    n = len({r.config.get("seed") for r in runs})
+    return "1 seed" if n == 1 else f"lines: mean of {n} seeds, bands: min-max"
+
+
+def claim(fig: plt.Figure, text: str) -> None:
+    """State the claim the figure tests as its title line (wrapped to the figure's width)."""
+    width = int(fig.get_figwidth() * 13)
+    fig.suptitle("\n".join(textwrap.wrap(text, width)), fontsize=10)
 
 
 def save(fig: plt.Figure, path: Path) -> Path:

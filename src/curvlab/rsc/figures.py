@@ -23,13 +23,14 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 
 from curvlab.claims import loglog_slope
-from curvlab.plotting import DIVERGED_STYLE, save
+from curvlab.plotting import DIVERGED_STYLE, claim, legend, mean_band, padded, save, seeds_note
 from curvlab.run.store import DIVERGED, PLOTTED, Run
 
 
@@ -39,50 +40,80 @@ def series(run: Run, key: str) -> np.ndarray:
     return v[~np.isnan(v)]
 
 
-def padded_mean(curves: list[np.ndarray]) -> np.ndarray:
-    """Mean over seeds at each step, over the seeds still running at that step."""
-    out = np.full((len(curves), max(len(c) for c in curves)), np.nan)
-    for i, c in enumerate(curves):
-        out[i, : len(c)] = c
-    return np.nanmean(out, axis=0)
+def step_band(ax, curves: list[tuple[np.ndarray, np.ndarray]], **style) -> None:
+    """(steps, values) curves of several seeds as their mean at each step with a min-max band (a step
+    only some seeds reached averages those)."""
+    steps = np.unique(np.concatenate([s for s, _ in curves] or [np.array([])]))
+    samples = np.full((len(curves), len(steps)), np.nan)
+    for row, (s, v) in zip(samples, curves):
+        row[np.searchsorted(steps, s)] = v
+    mean_band(ax, steps, samples, **style)
+
+
+def series_band(ax, runs: list[Run], key: str, **style) -> None:
+    """:func:`step_band` of the history column ``key`` (see :func:`series`) against the iteration."""
+    step_band(ax, [(np.arange(len(v)), v) for v in (series(r, key) for r in runs)], **style)
+
+
+def check_band(ax, runs: list[Run], name: str, metric: str, **style) -> None:
+    """:func:`step_band` of ``check/<name>/<metric>`` at the steps where the check ran."""
+    step_band(ax, [check_series(r, name, metric) for r in runs], **style)
+
+
+def width_band(ax, runs: list[Run], value: Callable[[Run], float], **style) -> None:
+    """``value`` of each run against its width m: the mean over seeds with a min-max band."""
+    by_w = group_by(runs, width_of)
+    mean_band(ax, list(by_w), padded([[value(r) for r in rs] for rs in by_w.values()]).T, **style)
+
+
+def _min_gbar(r: Run) -> float:
+    return float(r.summary.get("min_gbar_norm", math.nan))
+
+
+def mark_diverged(ax, runs: list[Run], value: Callable[[Run], float] = _min_gbar) -> None:
+    """Mark the diverged ones of ``runs`` at (width, ``value``)."""
+    bad = [(width_of(r), value(r)) for r in runs if r.status == DIVERGED]
+    if bad:
+        ax.plot(*zip(*bad), **DIVERGED_STYLE)
+
+
+def _ok(runs: list[Run]) -> list[Run]:
+    return [r for r in runs if r.status in PLOTTED]
+
+
+def gbar_curves(ax, runs: list[Run]) -> None:
+    """||g_bar_t|| along training, one band per width over its finished runs (Fig. 1(a)'s axes)."""
+    by_w = group_by(runs, width_of)
+    cmap = plt.get_cmap("viridis", max(len(by_w), 2))
+    for j, (m, rs) in enumerate(by_w.items()):
+        series_band(ax, _ok(rs), "gbar_norm", color=cmap(j), label=f"m = {m}")
+    ax.set(xlabel="iteration t", ylabel=r"$\|\bar g_t\|_2$")
+    ax.grid(alpha=0.3)
+    legend(ax, fontsize=8)
+
+
+def min_gbar_vs_width(ax, runs: list[Run]) -> None:
+    """min_t ||g_bar_t|| against m on a log2 axis, diverged runs marked (Fig. 1(b)'s axes)."""
+    width_band(ax, _ok(runs), _min_gbar, marker="o", label="mean over seeds (band: min-max)")
+    mark_diverged(ax, runs)
+    ax.set_xscale("log", base=2)
+    ax.set(xlabel="width m", ylabel=r"$\min_t \|\bar g_t\|_2$")
+    ax.grid(alpha=0.3)
+    legend(ax, fontsize=8)
 
 
 def fig1(runs: list[Run], out_dir: Path) -> list[Path]:
-    """Fig. 1(a)/(b) per dataset: (a) ||g_bar_t|| vs t, one curve per width (mean over seeds);
-    (b) min_t ||g_bar_t|| vs m, mean +- std over seeds, diverged runs marked."""
-    by_data: dict[str, list[Run]] = defaultdict(list)
-    for r in runs:
-        by_data[r.config.data.name].append(r)
+    """Fig. 1 per dataset: (a) ||g_bar_t|| vs iteration t, one band per width m; (b) min_t ||g_bar_t||
+    vs m on a log2 axis, diverged runs marked; means over seeds with min-max bands."""
     paths = []
-    for dataset, group in sorted(by_data.items()):
-        by_width: dict[int, list[Run]] = defaultdict(list)
-        for r in group:
-            by_width[int(r.config.model.width)].append(r)
-        widths = sorted(by_width)
-        fig, (ax_a, ax_b) = plt.subplots(1, 2, figsize=(11, 4.2))
-        cmap = plt.get_cmap("viridis", max(len(widths), 2))
-        means, stds, ok_widths, bad = [], [], [], []
-        for j, m in enumerate(widths):
-            ok = [r for r in by_width[m] if r.status in PLOTTED]
-            bad += [(m, r.summary.get("min_gbar_norm", np.nan)) for r in by_width[m] if r.status == DIVERGED]
-            if not ok:
-                continue
-            curves = [series(r, "gbar_norm") for r in ok]
-            ax_a.plot(padded_mean(curves), color=cmap(j), label=f"m = {m}")
-            mins = np.array([r.summary["min_gbar_norm"] for r in ok])
-            ok_widths.append(m)
-            means.append(mins.mean())
-            stds.append(mins.std())
-            ax_b.plot([m] * len(mins), mins, ".", color="gray", alpha=0.6)
-        ax_a.set(xlabel="iteration t", ylabel=r"$\|\bar g_t\|_2$", title=f"(a) {dataset}: $\\|\\bar g_t\\|_2$ along GD")
-        if ok_widths:
-            ax_a.legend(fontsize=8)
-            ax_b.errorbar(ok_widths, means, yerr=stds, marker="o", capsize=3, label="mean ± std over seeds")
-        if bad:
-            ax_b.plot([b[0] for b in bad], [b[1] for b in bad], **DIVERGED_STYLE)
-        ax_b.set_xscale("log", base=2)
-        ax_b.set(xlabel="width m", ylabel=r"$\min_t \|\bar g_t\|_2$", title=f"(b) {dataset}: min over iterations vs width")
-        ax_b.legend(fontsize=8)
+    for dataset, group in group_by(runs, lambda r: str(r.config.data.name)).items():
+        fig, (ax_a, ax_b) = plt.subplots(1, 2, figsize=(11, 4.6))
+        gbar_curves(ax_a, group)
+        ax_a.set_title(r"(a) $\|\bar g_t\|_2$ over iterations, per width")
+        min_gbar_vs_width(ax_b, group)
+        ax_b.set_title(r"(b) $\min_t \|\bar g_t\|_2$ vs width")
+        claim(fig, f"Fig. 1, {dataset}: ‖ḡ_t‖ stays away from 0 along GD (the RSC condition), and min_t ‖ḡ_t‖ "
+                   f"increases with m: RSC holds more comfortably for wider nets ({seeds_note(group)})")
         paths.append(save(fig, out_dir / f"fig1_{dataset}.png"))
     return paths
 
@@ -137,234 +168,271 @@ def _seed(r: Run) -> int:
     return int(r.config.seed)
 
 
+# hessian_width's panels: slope key, title, reference slope (None: no reference line)
+_NORM_PANELS = (
+    ("hessian_init", r"(a) $\|\nabla^2_\theta f\|_2$ at $\theta_0$", -0.5),
+    ("hessian_end", r"(b) $\|\nabla^2_\theta f\|_2$ after GD, $\theta_T$", -0.5),
+    ("grad_x_init", r"(c) $\|\nabla_x f\|_2$ at $\theta_0$ (Lemma 4.1: $\sim m^{-1/2}$)", -0.5),
+    ("grad_theta_init", r"(d) $\|\nabla_\theta f\|_2$ at $\theta_0$ (Lemma 4.1: $O(1)$)", None),
+)
+
+
+def _norms(r: Run) -> dict[str, float]:
+    """The norms :func:`hessian_width` plots (max over inputs), NaN where not measured."""
+    return {"hessian_init": at_init(r, "hessian", "pred_norm_max"),
+            "hessian_end": at_end(r, "hessian", "pred_norm_max") if r.status in PLOTTED else math.nan,
+            "grad_x_init": at_init(r, "lipschitz", "grad_x_max"),
+            "grad_theta_init": at_init(r, "lipschitz", "grad_theta_max")}
+
+
+def _norm_slopes(s1: float, group: list[Run]) -> dict:
+    m = [width_of(r) for r in group]
+    norms = [_norms(r) for r in group]
+    return {"regime (Remark 4.1)": "inside" if s1 <= 1.0 else "outside",
+            **{key: loglog_slope(m, [n[key] for n in norms]) for key, _, _ in _NORM_PANELS},
+            "widths": sorted(set(m)), "runs": len(group)}
+
+
 def _ref_line(ax, m: np.ndarray, v0: float, slope: float, label: str) -> None:
     ms = np.array([m.min(), m.max()], dtype=float)
     ax.plot(ms, v0 * (ms / ms[0]) ** slope, "k--", lw=1, label=label)
 
 
-def hessian_width(runs: list[Run], out_dir: Path) -> list[Path]:
-    """(a) ||grad^2 f(theta_0; x)||_2 vs m, (b) the same at theta_T, per (L, sigma_1), with fitted
-    log-log slopes; (c) ||grad_x f|| and ||grad_theta f|| at theta_0 vs m (Lemma 4.1). Writes the
-    slopes to ``hessian_width_slopes.json`` next to the figure."""
-    groups = group_by(runs, lambda r: (int(r.config.model.depth), float(r.config.init.sigma1)))
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
-    cmap = plt.get_cmap("tab10")
-    slopes: dict[str, dict[str, float]] = {}
-    all_m: list[int] = []
-    for j, ((depth, s1), group) in enumerate(groups.items()):
-        m = np.array([width_of(r) for r in group], dtype=float)
-        all_m += list(m)
-        init = np.array([at_init(r, "hessian", "pred_norm_max") for r in group])
-        end = np.array([at_end(r, "hessian", "pred_norm_max") if r.status in PLOTTED else math.nan for r in group])
-        gx = np.array([at_init(r, "lipschitz", "grad_x_max") for r in group])
-        gt = np.array([at_init(r, "lipschitz", "grad_theta_max") for r in group])
-        regime = "inside" if s1 <= 1.0 else "outside"
-        tag = f"L={depth}, σ1={s1:g}"
-        slopes[tag] = {
-            "regime (Remark 4.1)": regime,
-            "hessian_init": loglog_slope(m, init),
-            "hessian_end": loglog_slope(m, end),
-            "grad_x_init": loglog_slope(m, gx),
-            "grad_theta_init": loglog_slope(m, gt),
-            "widths": sorted({int(w) for w in m}),
-            "runs": len(group),
-        }
-        color = cmap(j % 10)
-        style = "-" if regime == "inside" else ":"
-        for ax, vals, key in ((axes[0], init, "hessian_init"), (axes[1], end, "hessian_end")):
-            widths = sorted(set(m[np.isfinite(vals)]))
-            if not widths:
-                continue
-            geo = [np.exp(np.mean(np.log(vals[(m == w) & np.isfinite(vals)]))) for w in widths]
-            ax.plot(m, vals, ".", color=color, alpha=0.35)
-            ax.plot(widths, geo, style, marker="o", color=color, label=f"{tag}: slope {slopes[tag][key]:+.2f}")
-        widths = sorted(set(m[np.isfinite(gx)]))
-        if widths:
-            axes[2].plot(widths, [np.nanmean(gx[m == w]) for w in widths], style, marker="o", color=color,
-                         label=f"‖∇x f‖ {tag}: {slopes[tag]['grad_x_init']:+.2f}")
-            axes[2].plot(widths, [np.nanmean(gt[m == w]) for w in widths], style, marker="s", color=color,
-                         alpha=0.5, label=f"‖∇θ f‖ {tag}: {slopes[tag]['grad_theta_init']:+.2f}")
-    m_all = np.array(sorted(set(all_m)), dtype=float)
-    for ax, title in ((axes[0], "(a) at init θ0"), (axes[1], "(b) after GD, θT")):
-        ys = [ln.get_ydata()[0] for ln in ax.get_lines() if ln.get_linestyle() != "None"]
-        if len(m_all) > 1 and ys:
-            _ref_line(ax, m_all, max(ys), -0.5, "slope −1/2 (Thm 4.1)")
-        ax.set(xscale="log", yscale="log", xlabel="width m", ylabel=r"$\|\nabla^2_\theta f(\theta;x)\|_2$ (max over inputs)",
-               title=f"{title}: predictor Hessian norm")
-        ax.legend(fontsize=7)
-    if len(m_all) > 1:
-        _ref_line(axes[2], m_all, 1.0, -0.5, "slope −1/2")
-    axes[2].set(xscale="log", yscale="log", xlabel="width m", ylabel="max over training inputs",
-                title="(c) Lemma 4.1 at θ0: ‖∇x f‖ ~ m^-1/2, ‖∇θ f‖ = O(1)")
-    axes[2].legend(fontsize=6)
-    for ax in axes:
+def _tag(depth: int, s1: float) -> str:
+    return f"L={depth}, σ1={s1:g}"
+
+
+def _norm_row(row, depth: int, groups: dict[float, list[Run]], sigmas: list[float], slopes: dict) -> None:
+    """One row of :func:`hessian_width`: depth ``depth``'s norms vs m, one band per sigma_1 (``groups``)."""
+    for s1, group in groups.items():
+        style = dict(ls="-" if s1 <= 1.0 else ":", marker="o", color=f"C{sigmas.index(s1)}")
+        for ax, (key, _, _) in zip(row, _NORM_PANELS):
+            width_band(ax, group, lambda r, key=key: _norms(r)[key], **style,
+                       label=f"σ1 = {s1:g}: slope {slopes[_tag(depth, s1)][key]:+.2f}")
+    widths = np.array(sorted({width_of(r) for g in groups.values() for r in g}), dtype=float)
+    for ax, (_, title, ref) in zip(row, _NORM_PANELS):
+        starts = [ln.get_ydata()[0] for ln in ax.get_lines()]
+        if ref is not None and len(widths) > 1 and starts:
+            _ref_line(ax, widths, max(starts), ref, "slope −1/2")
+        ax.set(xscale="log", yscale="log", xlabel="width m", title=f"L = {depth}: {title}")
         ax.set_xscale("log", base=2)
+        ax.grid(alpha=0.3, which="both")
+        legend(ax, fontsize=7)
+    row[0].set_ylabel("max over training inputs")
+
+
+def hessian_width(runs: list[Run], out_dir: Path) -> list[Path]:
+    """Theorem 4.1 / Lemma 4.1 vs width m, one row per depth L and one band per sigma_1 (solid inside
+    Remark 4.1's regime sigma_1 <= 1, dotted outside): (a) ||grad^2_theta f(theta_0; x)||_2, (b) the same
+    at theta_T, (c) ||grad_x f|| and (d) ||grad_theta f|| at theta_0, with fitted log-log slopes. Writes
+    the slopes per (L, sigma_1) to ``hessian_width_slopes.json`` next to the figure."""
+    groups = group_by(runs, lambda r: (int(r.config.model.depth), float(r.config.init.sigma1)))
+    slopes = {_tag(d, s1): _norm_slopes(s1, g) for (d, s1), g in groups.items()}
+    depths, sigmas = sorted({d for d, _ in groups}), sorted({s1 for _, s1 in groups})
+    fig, axes = plt.subplots(len(depths), len(_NORM_PANELS), figsize=(18, 0.8 + 3.9 * len(depths)), squeeze=False)
+    for row, depth in zip(axes, depths):
+        _norm_row(row, depth, {s1: g for (d, s1), g in groups.items() if d == depth}, sigmas, slopes)
+    claim(fig, "Theorem 4.1: ‖∇²θ f‖ = O(poly(L)/√m), a log-log slope of −1/2 in m, for σ1 ≤ 1 (Remark 4.1's "
+               "regime; dotted: σ1 > 1, outside it). Lemma 4.1: ‖∇x f‖ ~ m^−1/2 and ‖∇θ f‖ = O(1) "
+               f"({seeds_note(runs)})")
     path = save(fig, out_dir / "hessian_width.png")
     (out_dir / "hessian_width_slopes.json").write_text(json.dumps(slopes, indent=1))
     return [path]
 
 
+def _final(r: Run, metric: str) -> float:
+    """The last measured ``check/distance/<metric>`` of ``r`` (NaN if never measured)."""
+    _, v = check_series(r, "distance", metric)
+    return float(v[-1]) if len(v) else math.nan
+
+
+def _final_vs_width(ax, runs: list[Run], metric: str, label: str, **style) -> None:
+    """The final ``metric`` distance vs m with its fitted log-log slope; nothing if never measured."""
+    v = [_final(r, metric) for r in runs]
+    if np.isfinite(v).any():
+        slope = loglog_slope([width_of(r) for r in runs], v)
+        width_band(ax, runs, lambda r: _final(r, metric), label=f"{label}, slope {slope:+.2f}", **style)
+
+
 def ball_distances(runs: list[Run], out_dir: Path) -> list[Path]:
-    """(a) max_l ||W_t^(l) - W_0^(l)||_2 vs t per width (mean over seeds) with ||v_t - v_0|| dashed;
-    (b) at the end, each layer's spectral distance, ||v_T - v_0|| and ||theta_T - theta_0|| vs m,
-    next to sqrt(m) — Theorem 4.1 needs rho < sqrt(m)."""
+    """Definition 3.1 / Remark 5.4: (a) max_l ||W_t^(l) - W_0^(l)||_2 (solid) and ||v_t - v_0||_2
+    (dashed) vs t per width; at the end of GD vs m, next to sqrt(m) (Theorem 4.1 needs rho < sqrt(m)):
+    (b) each layer's ||W_T^(l) - W_0^(l)||_2, (c) ||v_T - v_0||_2 and ||theta_T - theta_0||_2; means
+    over seeds with min-max bands, fitted log-log slopes."""
     groups = group_by(runs, width_of)
-    fig, (ax_a, ax_b) = plt.subplots(1, 2, figsize=(12, 4.6))
+    fig, (ax_a, ax_b, ax_c) = plt.subplots(1, 3, figsize=(17, 4.9))
     cmap = plt.get_cmap("viridis", max(len(groups), 2))
-    depth = max(int(r.config.model.depth) for r in runs)
-    ends: dict[str, list[tuple[int, float]]] = defaultdict(list)
     for j, (m, group) in enumerate(groups.items()):
-        for k, r in enumerate(group):
-            t, v = check_series(r, "distance", "spec_max")
-            th, vh = check_series(r, "distance", "head")
-            lab = f"m = {m}" if k == 0 else None
-            ax_a.plot(t, v, "-", color=cmap(j), alpha=0.8, label=lab)
-            ax_a.plot(th, vh, "--", color=cmap(j), alpha=0.5)
-            for key in [f"spec_l{l}" for l in range(1, depth + 1)] + ["head", "euclid"]:
-                _, vals = check_series(r, "distance", key)
-                if len(vals):
-                    ends[key].append((m, float(vals[-1])))
+        check_band(ax_a, group, "distance", "spec_max", color=cmap(j), label=f"m = {m}")
+        check_band(ax_a, group, "distance", "head", color=cmap(j), ls="--", alpha=0.6)
     ax_a.set(yscale="log", xlabel="iteration t", ylabel="distance to θ0",
              title=r"(a) $\max_l\|W_t^{(l)}-W_0^{(l)}\|_2$ (solid), $\|v_t-v_0\|_2$ (dashed)")
-    ax_a.legend(fontsize=8)
-    markers = dict(head="s", euclid="^")
-    for key, pts in sorted(ends.items()):
-        ms = np.array([p[0] for p in pts], dtype=float)
-        vs = np.array([p[1] for p in pts])
-        widths = sorted(set(ms))
-        mean = [vs[ms == w].mean() for w in widths]
-        label = {"head": r"$\|v_T-v_0\|_2$", "euclid": r"$\|\theta_T-\theta_0\|_2$ (Euclidean)"}.get(
-            key, f"layer {key[6:]}: " + r"$\|W_T-W_0\|_2$")
-        ax_b.plot(widths, mean, marker=markers.get(key, "o"), label=f"{label}, slope {loglog_slope(ms, vs):+.2f}")
+    for layer in range(1, max(int(r.config.model.depth) for r in runs) + 1):
+        _final_vs_width(ax_b, runs, f"spec_l{layer}", f"layer {layer}", marker="o", color=f"C{layer + 1}")
+    _final_vs_width(ax_c, runs, "head", r"$\|v_T-v_0\|_2$", marker="s", color="C1")
+    _final_vs_width(ax_c, runs, "euclid", r"$\|\theta_T-\theta_0\|_2$ (Euclidean)", marker="^", color="C0")
     widths = np.array(sorted(groups), dtype=float)
-    ax_b.plot(widths, np.sqrt(widths), "k--", lw=1, label=r"$\sqrt{m}$ (radius limit $\rho<\sqrt{m}$)")
-    ax_b.set(xscale="log", yscale="log", xlabel="width m", ylabel="distance at the end of GD",
-             title="(b) final distances vs width (mean over seeds)")
-    ax_b.set_xscale("log", base=2)
-    ax_b.legend(fontsize=7)
+    for ax, title in ((ax_b, r"(b) layerwise $\|W_T^{(l)}-W_0^{(l)}\|_2$ vs width"),
+                      (ax_c, r"(c) $\|v_T-v_0\|_2$, $\|\theta_T-\theta_0\|_2$ vs width")):
+        ax.plot(widths, np.sqrt(widths), "k--", lw=1, label=r"$\sqrt{m}$ (radius limit $\rho<\sqrt{m}$)")
+        ax.set(xscale="log", yscale="log", xlabel="width m", ylabel="distance at the end of GD", title=title)
+        ax.set_xscale("log", base=2)
+    for ax in (ax_a, ax_b, ax_c):
+        ax.grid(alpha=0.3, which="both")
+        legend(ax, fontsize=7)
+    claim(fig, "Definition 3.1 / Remark 5.4: GD stays in a layerwise spectral-norm ball of radius ρ < √m around "
+               f"θ0, where Theorem 4.1's Hessian bound holds ({seeds_note(runs)})")
     return [save(fig, out_dir / "ball_distances.png")]
 
 
-def _setting(r: Run) -> tuple[int, float, float]:
+def _data_setting(r: Run) -> tuple[float, float]:
+    """(fraction of duplicated inputs, their noise)."""
     dup = float(r.config.data.get("duplicates", 0.0) or 0.0)
     noise = float(r.config.data.get("duplicate_noise", 0.0) or 0.0) if dup > 0 else 0.0
-    return width_of(r), dup, noise
+    return dup, noise
 
 
-def _setting_label(key: tuple[int, float, float], n: int) -> str:
-    m, dup, noise = key
-    data = "distinct inputs" if dup == 0 else (f"{dup:.0%} exact duplicates" if noise == 0 else
-                                                f"{dup:.0%} near-duplicates ({noise:g})")
-    return f"m={m} ({'<' if m < n else '>'} n), {data}"
+def _data_label(key: tuple[float, float]) -> str:
+    dup, noise = key
+    return "distinct inputs" if dup == 0 else (f"{dup:.0%} exact duplicates" if noise == 0 else
+                                               f"{dup:.0%} near-duplicates ({noise:g})")
+
+
+def _loss_curve(r: Run) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, loss) of ``r``'s history, finite values only."""
+    loss = np.asarray(r.history().get("loss", []), dtype=float)
+    steps = np.asarray(r.history().get("step", []), dtype=float)
+    ok = np.isfinite(loss)
+    return steps[ok], loss[ok]
+
+
+def _lambda_min(r: Run) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, lambda_min(K_ntk)) with values at or below 1e-12 lambda_max raised to that floor."""
+    t, lmin = check_series(r, "ntk", "lambda_min")
+    _, lmax = check_series(r, "ntk", "lambda_max")
+    return t, np.maximum(lmin, 1e-12 * np.nanmax(lmax) if len(lmax) else 1e-12)
+
+
+def _min_over_t(curve: tuple[np.ndarray, np.ndarray]) -> float:
+    return float(np.nanmin(curve[1])) if len(curve[1]) else math.nan
+
+
+def _ntk_width(ax_a, ax_b, m: int, group: list[Run], colors: dict) -> None:
+    """:func:`rsc_vs_ntk`'s panels (a), (b) of width ``m``: one band per data setting."""
+    for key, rs in group_by(group, _data_setting).items():
+        check_band(ax_a, rs, "ntk", "quad_rsc", color=colors[key], label=_data_label(key))
+        step_band(ax_a, [_lambda_min(r) for r in rs], color=colors[key], ls="--")
+        status = "/".join(sorted({r.status for r in rs}))
+        step_band(ax_b, [_loss_curve(r) for r in rs], color=colors[key], label=f"{_data_label(key)} [{status}]")
+    ax_a.plot([], [], "k--", label=r"$\lambda_{\min}(K)$, floored at $10^{-12}\lambda_{\max}$")
+    n = int(group[0].config.data.n)
+    ax_a.set(yscale="log", xlabel="iteration t", ylabel=r"quadratic form of $K_{ntk}(\theta_t)$",
+             title=rf"(a) m = {m} ({'<' if m < n else '>'} n = {n}): "
+                   r"$n\|\bar g_t\|^2$ (solid), $\lambda_{\min}$ (dashed)")
+    ax_b.set(yscale="log", xlabel="iteration t", ylabel="training loss", title=f"(b) m = {m}: loss along GD")
+
+
+def _ntk_minima(ax, runs: list[Run], colors: dict) -> None:
+    """:func:`rsc_vs_ntk`'s panel (c): min_t of both quadratic forms vs m, one colour per data setting."""
+    for key, rs in group_by(runs, _data_setting).items():
+        width_band(ax, rs, lambda r: _min_over_t(check_series(r, "ntk", "quad_rsc")), marker="o",
+                   color=colors[key], label=_data_label(key))
+        width_band(ax, rs, lambda r: _min_over_t(_lambda_min(r)), marker="v", ls="--", color=colors[key])
+    ax.plot([], [], "ko-", label=r"$\min_t n\|\bar g_t\|^2$ (RSC form)")
+    ax.plot([], [], "kv--", label=r"$\min_t \lambda_{\min}(K)$ (NTK)")
+    ax.set(yscale="log", xlabel="width m", title="(c) minima over t vs width")
+    ax.set_xscale("log", base=2)
 
 
 def rsc_vs_ntk(runs: list[Run], out_dir: Path) -> list[Path]:
-    """(a) lambda_min(K_ntk(theta_t)) (dashed) and the RSC form v^T K v at v = 1/sqrt(n), i.e.
-    n ||g_bar_t||^2 (solid), along GD, per setting (first seed); (b) the loss on a log scale
-    (a straight line = geometric convergence); (c) min_t lambda_min and min_t n||g_bar_t||^2 per
-    setting over seeds. Values of lambda_min at or below 1e-12 lambda_max are drawn at that floor."""
-    groups = group_by(runs, _setting)
-    fig, (ax_a, ax_b, ax_c) = plt.subplots(1, 3, figsize=(17, 4.8))
-    cmap = plt.get_cmap("tab10")
-    labels, mins_l, mins_q = [], [], []
-    for j, (key, group) in enumerate(groups.items()):
-        n = int(group[0].config.data.n)
-        label = _setting_label(key, n)
-        color = cmap(j % 10)
-        r = sorted(group, key=lambda r: r.config.seed)[0]
-        t, lmin = check_series(r, "ntk", "lambda_min")
-        _, lmax = check_series(r, "ntk", "lambda_max")
-        tq, quad = check_series(r, "ntk", "quad_rsc")
-        floor = 1e-12 * np.nanmax(lmax) if len(lmax) else 1e-12
-        ax_a.plot(tq, quad, "-", color=color, label=label)
-        ax_a.plot(t, np.maximum(lmin, floor), "--", color=color)
-        loss = np.asarray(r.history().get("loss", []), dtype=float)
-        steps = np.asarray(r.history().get("step", []), dtype=float)
-        ok = np.isfinite(loss)
-        ax_b.plot(steps[ok], loss[ok], color=color, label=f"{label} [{r.status}]")
-        labels.append(label)
-        mins_l.append([max(float(np.nanmin(check_series(g, "ntk", "lambda_min")[1])), 0.0) for g in group
-                       if len(check_series(g, "ntk", "lambda_min")[1])])
-        mins_q.append([float(np.nanmin(check_series(g, "ntk", "quad_rsc")[1])) for g in group
-                       if len(check_series(g, "ntk", "quad_rsc")[1])])
-    ax_a.plot([], [], "k--", label=r"$\lambda_{\min}(K)$; drawn at $10^{-12}\lambda_{\max}$ when below (numerically 0)")
-    ax_a.set(yscale="log", xlabel="iteration t", ylabel="quadratic form of K_ntk(θt)",
-             title=r"(a) $v^\top K v$ at $v=\mathbf{1}/\sqrt{n}$ = $n\|\bar g_t\|^2$ (solid) vs $\lambda_{\min}(K)$ (dashed)")
-    ax_a.legend(fontsize=6)
-    ax_b.set(yscale="log", xlabel="iteration t", ylabel="training loss", title="(b) loss along GD")
-    ax_b.legend(fontsize=6)
-    x = np.arange(len(labels))
-    for xi, (ls, qs) in enumerate(zip(mins_l, mins_q)):
-        ax_c.plot([xi - 0.1] * len(ls), np.maximum(ls, 1e-18), "v", color="crimson",
-                  label=r"$\min_t\lambda_{\min}(K)$" if xi == 0 else None)
-        ax_c.plot([xi + 0.1] * len(qs), qs, "o", color="navy", label=r"$\min_t n\|\bar g_t\|^2$" if xi == 0 else None)
-    ax_c.set_xticks(x, labels, rotation=35, ha="right", fontsize=6)
-    ax_c.set(yscale="log", title="(c) minima over t, all seeds (λmin ≤ 0 at 1e-18)")
-    ax_c.legend(fontsize=7)
+    """Remarks 5.5-5.6, per width m: (a) lambda_min(K_ntk(theta_t)) (dashed) and the RSC form v^T K v
+    at v = 1/sqrt(n), i.e. n ||g_bar_t||^2 (solid), along GD, one band per data setting (distinct or
+    duplicated inputs); (b) the loss on a log scale (a straight line = geometric convergence); (c)
+    min_t of both vs m. Values of lambda_min at or below 1e-12 lambda_max are drawn at that floor."""
+    by_w = group_by(runs, width_of)
+    colors = {key: f"C{j}" for j, key in enumerate(sorted({_data_setting(r) for r in runs}))}
+    fig, axes = plt.subplot_mosaic([[f"a{m}" for m in by_w] + ["c"], [f"b{m}" for m in by_w] + ["c"]],
+                                   figsize=(5.2 * (len(by_w) + 1), 8.4))
+    for m, group in by_w.items():
+        _ntk_width(axes[f"a{m}"], axes[f"b{m}"], m, group, colors)
+    _ntk_minima(axes["c"], runs, colors)
+    for ax in axes.values():
+        ax.grid(alpha=0.3)
+        legend(ax, fontsize=7)
+    claim(fig, "Remarks 5.5-5.6: the RSC form 1ᵀK1/n = n‖ḡ_t‖² stays away from 0 where λmin(K) of the NTK "
+               "collapses (duplicated inputs, m < n), and GD still converges geometrically (a straight loss "
+               f"on a log axis) ({seeds_note(runs)})")
     return [save(fig, out_dir / "rsc_vs_ntk.png")]
 
 
+_RC = "restricted_curvature"
+# restricted_curvature's series: metric, label, style; (a) the curvature estimates, (b) the contractions
+_CURVATURES = (
+    ("alpha_random", "α_t (random cone directions)", dict(marker="o", ms=3, color="C0")),
+    ("alpha", "α_t incl. the Hessian's hardest cone direction", dict(marker="v", ms=3, ls=":", color="C1")),
+    ("alpha_step", "curvature along the GD step", dict(marker="x", ms=4, ls="none", color="C2")),
+    ("alpha_upper", r"$2\kappa^2 k\|\bar g_t\|^2$ (Remark 5.2)", dict(lw=3, alpha=0.35, color="C7")),
+)
+_CONTRACTIONS = (
+    ("contraction", "observed", dict(marker="o", ms=4, ls="none", color="C0")),
+    ("bound", "Lemma 5.2's factor, α = α_t", dict(marker="s", ms=4, color="C3")),
+    ("bound_step", "Lemma 5.2's factor, α = GD-step curvature",
+     dict(marker="s", ms=4, mfc="none", ls="--", color="C2")),
+    ("contraction_cone", r"gap ratio to estimated $\inf_{B_t}L$ (eq. 13's left side)",
+     dict(marker="^", ms=5, mfc="none", ls="none", color="C1")),
+)
+
+
+def _gap_ratios(r: Run) -> tuple[np.ndarray, np.ndarray]:
+    """(t, (L_{t+1} - L_min) / (L_t - L_min)) at every step of the loss history."""
+    lmin = float(r.config.get("checks", {}).get(_RC, {}).get("loss_min", 0.0))
+    steps, loss = _loss_curve(r)
+    return steps[:-1], (loss[1:] - lmin) / (loss[:-1] - lmin)
+
+
+def _curvature_panel(ax, m: int, runs: list[Run]) -> None:
+    for metric, label, style in _CURVATURES:
+        check_band(ax, runs, _RC, metric, label=label, **style)
+    ax.set_yscale("symlog", linthresh=1e-5)
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set(xlabel="iteration t", ylabel="secant curvature",
+           title=rf"(a) m = {m}: curvature on $Q_\kappa\cap B_{{\rho_2}}(\theta_t)$")
+
+
+def _contraction_panel(ax, m: int, runs: list[Run]) -> None:
+    step_band(ax, [_gap_ratios(r) for r in runs], color="C0", alpha=0.3, lw=0.8, label="observed, every step")
+    for metric, label, style in _CONTRACTIONS:
+        check_band(ax, runs, _RC, metric, label=label, **style)
+    ax.axhline(1, color="k", lw=0.5)
+    marks = np.concatenate([check_series(r, _RC, k)[1] for r in runs for k in ("contraction", "bound", "bound_step")])
+    marks = marks[np.isfinite(marks)]
+    if len(marks):
+        ax.set_ylim(max(float(marks.min()) - 0.02, 0.0), min(max(float(marks.max()) + 0.02, 1.05), 1.5))
+    ax.set(xlabel="iteration t", ylabel=r"$(L_{t+1}-L_{\min})/(L_t-L_{\min})$",
+           title=f"(b) m = {m}: contraction vs Lemma 5.2")
+
+
 def restricted_curvature(runs: list[Run], out_dir: Path) -> list[Path]:
-    """Per width (first seed): (a) the restricted curvature estimate alpha_t (min over sampled cone
-    directions, with and without the Hessian's hardest direction), the curvature along the GD step,
-    and Remark 5.2's 2 kappa^2 ||g_bar_t||^2, along GD; (b) the observed contraction
-    (L_{t+1} - L_min) / (L_t - L_min) (dots; thin line: every step from the loss history) and the
-    gap ratio to the estimate of inf_{B_t} L, the left side of eq. (13) (triangles), next to
+    """Theorem 5.1 / Lemma 5.2, one column per width m: (a) the restricted curvature estimate alpha_t
+    (min over sampled cone directions, with and without the Hessian's hardest direction), the
+    curvature along the GD step and Remark 5.2's 2 kappa^2 ||g_bar_t||^2 along GD; (b) the observed
+    contraction (L_{t+1} - L_min) / (L_t - L_min) (dots; thin line: every step of the loss history)
+    and the gap ratio to the estimate of inf_{B_t} L, the left side of eq. (13) (triangles), next to
     Lemma 5.2's factor 1 - alpha omega (2 - omega) / beta with alpha the cone estimate (filled
     squares) and the GD-step curvature (hollow). Only the triangles are bounded by Lemma 5.2; the
     gap to a global L_min also carries Theorem 5.3's (1 - gamma_t)."""
-    groups = group_by(runs, width_of)
-    fig, (ax_a, ax_b) = plt.subplots(1, 2, figsize=(13, 4.8))
-    cmap = plt.get_cmap("viridis", max(len(groups), 2))
-    marked: list[np.ndarray] = []
-    for j, (m, group) in enumerate(groups.items()):
-        r = sorted(group, key=lambda r: r.config.seed)[0]
-        c = cmap(j)
-        t, a = check_series(r, "restricted_curvature", "alpha")
-        if not len(t):
-            continue
-        _, ar = check_series(r, "restricted_curvature", "alpha_random")
-        ts, astep = check_series(r, "restricted_curvature", "alpha_step")
-        tu, up = check_series(r, "restricted_curvature", "alpha_upper")
-        ax_a.plot(t, ar, "o-", color=c, ms=3, label=f"m={m}: α_t (random cone dirs)")
-        ax_a.plot(t, a, "v:", color=c, ms=3)
-        ax_a.plot(ts, astep, "x", color=c, ms=4)
-        ax_a.plot(tu, up, "-", color=c, alpha=0.35, lw=3)
-        tc, obs = check_series(r, "restricted_curvature", "contraction")
-        tb, bound = check_series(r, "restricted_curvature", "bound")
-        _, bstep = check_series(r, "restricted_curvature", "bound_step")
-        loss = np.asarray(r.history().get("loss", []), dtype=float)
-        steps = np.asarray(r.history().get("step", []), dtype=float)
-        ok = np.isfinite(loss)
-        lmin = float(r.config.get("checks", {}).get("restricted_curvature", {}).get("loss_min", 0.0))
-        l_ok, s_ok = loss[ok], steps[ok]
-        if len(l_ok) > 1:
-            ratio = (l_ok[1:] - lmin) / (l_ok[:-1] - lmin)
-            ax_b.plot(s_ok[:-1], ratio, "-", color=c, alpha=0.25, lw=0.8)
-        ax_b.plot(tc, obs, "o", color=c, ms=4, label=f"m={m}: observed")
-        ax_b.plot(tb, bound, "s-", color=c, ms=4, mfc=c, label=f"m={m}: bound (α_t)")
-        ax_b.plot(tb, bstep, "s--", color=c, ms=4, mfc="none")
-        tcc, cc = check_series(r, "restricted_curvature", "contraction_cone")
-        ax_b.plot(tcc, cc, "^", color=c, ms=5, mfc="none")
-        marked += [obs, bound, bstep]
-    ax_a.plot([], [], "kv:", label="α_t incl. Hessian's hardest cone direction")
-    ax_a.plot([], [], "kx", label="curvature along the GD step")
-    ax_a.plot([], [], "k-", alpha=0.35, lw=3, label=r"$2\kappa^2 k\|\bar g_t\|^2$ (Remark 5.2)")
-    ax_a.set(yscale="symlog", xlabel="iteration t", ylabel="secant curvature",
-             title=r"(a) restricted curvature on $Q_\kappa\cap B_{\rho_2}(\theta_t)$")
-    ax_a.set_yscale("symlog", linthresh=1e-5)
-    ax_a.axhline(0, color="k", lw=0.5)
-    ax_a.legend(fontsize=6)
-    ax_b.plot([], [], "ks--", mfc="none", label="bound with α = GD-step curvature")
-    ax_b.plot([], [], "k^", mfc="none", label=r"gap ratio to estimated $\inf_{B_t}L$ (eq. 13's left side)")
-    ax_b.axhline(1, color="k", lw=0.5)
-    ax_b.set(xlabel="iteration t", ylabel=r"$(L_{t+1}-L_{\min})/(L_t-L_{\min})$",
-             title="(b) per-step contraction vs Lemma 5.2's factor")
-    marks = np.concatenate([np.asarray(v, dtype=float) for v in marked] or [np.array([0.9])])
-    marks = marks[np.isfinite(marks)]
-    if len(marks):
-        ax_b.set_ylim(max(float(marks.min()) - 0.02, 0.0), min(max(float(marks.max()) + 0.02, 1.05), 1.5))
-    ax_b.legend(fontsize=6)
+    by_w = {m: g for m, g in group_by(runs, width_of).items() if any(len(check_series(r, _RC, "alpha")[0]) for r in g)}
+    fig, axes = plt.subplots(2, max(len(by_w), 1), figsize=(4.8 * max(len(by_w), 1), 8.6), squeeze=False)
+    for (m, group), ax_a, ax_b in zip(by_w.items(), axes[0], axes[1]):
+        _curvature_panel(ax_a, m, group)
+        _contraction_panel(ax_b, m, group)
+    for ax in axes.flat:
+        ax.grid(alpha=0.3)
+    legend(axes[0][0], fontsize=7)
+    legend(axes[1][0], fontsize=7)
+    claim(fig, "Theorem 5.1 / Lemma 5.2: the restricted curvature α_t on the cone Q_κ is positive along GD, "
+               "and each step shrinks the loss gap to inf over B_t by at least Lemma 5.2's factor "
+               f"1 − α_t ω(2 − ω)/β: the triangles lie below the squares ({seeds_note(runs)})")
     return [save(fig, out_dir / "restricted_curvature.png")]
 
 
@@ -373,45 +441,52 @@ def _model_name(r: Run) -> str:
     return str(r.config.model.get("_target_", "DeepMLP")).rsplit(".", 1)[-1]
 
 
+def _hessian_slopes(group: list[Run], read: Callable[[Run, str, str], float]) -> tuple[float, list[float]]:
+    """The log-log slope of the predictor-Hessian norm (``read`` at init or at the end) vs m, pooled
+    and per seed."""
+    def slope(rs: list[Run]) -> float:
+        return loglog_slope([width_of(r) for r in rs], [_hessian_norm(r, read) for r in rs])
+
+    return slope(group), [slope(rs) for rs in group_by(group, _seed).values()]
+
+
+def _hessian_norm(r: Run, read: Callable[[Run, str, str], float]) -> float:
+    return read(r, "hessian", "pred_norm_max") if r.status in PLOTTED else math.nan
+
+
+def _hessian_vs_width(ax, name: str, group: list[Run], slopes: dict) -> None:
+    """:func:`width_scaling`'s panel (b): the predictor-Hessian norm at init and at the end vs m."""
+    for when, read, marker in (("init", at_init, "o"), ("end", at_end, "s")):
+        slopes[when], slopes[f"{when}_per_seed"] = _hessian_slopes(group, read)
+        width_band(ax, group, lambda r, read=read: _hessian_norm(r, read), marker=marker,
+                   label=f"at {when}: slope {slopes[when]:.2f}")
+    first = min(group, key=width_of)
+    if math.isfinite(at_init(first, "hessian", "pred_norm_max")):
+        widths = np.array(sorted({width_of(r) for r in group}), dtype=float)
+        _ref_line(ax, widths, at_init(first, "hessian", "pred_norm_max"), -0.5, "slope −1/2 (Thm 4.1)")
+    ax.set(xscale="log", yscale="log", xlabel="width m", ylabel=r"$\max_i \|\nabla^2_\theta f(\theta; x_i)\|_2$",
+           title=f"(b) {name}: predictor-Hessian norm vs width")
+    ax.set_xscale("log", base=2)
+    ax.grid(alpha=0.3, which="both")
+    legend(ax)
+
+
 def width_scaling(runs: list[Run], out_dir: Path) -> list[Path]:
-    """Per model: (a) min_t ||g_bar_t|| vs width, mean +- std over seeds, diverged runs marked (the RSC
-    quantity of Theorem 5.1, Fig. 1(b)'s axis); (b) the predictor-Hessian norm at theta_0 and at the
-    end vs width on log-log axes with the fitted slopes next to Theorem 4.1's -1/2. Writes the slopes
-    (pooled and per seed) and the mean min_t ||g_bar_t|| per width to ``width_scaling_slopes.json``."""
+    """Per model: (a) min_t ||g_bar_t|| vs width on Fig. 1(b)'s axes (the RSC quantity of Theorem
+    5.1), diverged runs marked; (b) the predictor-Hessian norm at theta_0 and at the end vs width on
+    log-log axes with the fitted slopes next to Theorem 4.1's -1/2; means over seeds with min-max
+    bands. Writes the slopes (pooled and per seed) and the mean min_t ||g_bar_t|| per width to
+    ``width_scaling_slopes.json``."""
     paths, slopes = [], {}
     for name, group in group_by(runs, _model_name).items():
-        fig, (ax_a, ax_b) = plt.subplots(1, 2, figsize=(11, 4.2))
-        by_w = group_by(group, width_of)
-        ws = np.array(list(by_w), dtype=float)
-        g = [np.array([r.summary["min_gbar_norm"] for r in rs if r.status in PLOTTED]) for rs in by_w.values()]
-        ok = np.array([len(v) > 0 for v in g])
-        ax_a.errorbar(ws[ok], [v.mean() for v in g if len(v)], yerr=[v.std() for v in g if len(v)], marker="o",
-                      capsize=3, label=r"min$_t\,\|\bar g_t\|$")
-        bad = [(w, r.summary.get("min_gbar_norm", np.nan)) for w, rs in by_w.items() for r in rs if r.status == DIVERGED]
-        if bad:
-            ax_a.plot(*zip(*bad), **DIVERGED_STYLE)
-        ax_a.set(xscale="log", xlabel="width m", ylabel=r"min$_t\,\|\bar g_t\|$", title=f"{name}: RSC quantity vs width")
-        ax_a.grid(alpha=0.3)
-        ax_a.legend()
-        slopes[name] = {"min_gbar_norm": {int(w): float(v.mean()) for w, v in zip(ws, g) if len(v)}}
-        for when, read, marker in (("init", at_init, "o"), ("end", at_end, "s")):
-            def norms(rs: list[Run]) -> tuple[np.ndarray, np.ndarray]:
-                return (np.array([width_of(r) for r in rs], dtype=float),
-                        np.array([read(r, "hessian", "pred_norm_max") if r.status in PLOTTED else math.nan for r in rs]))
-
-            m, v = norms(group)
-            slope = loglog_slope(m, v)
-            slopes[name][when] = slope
-            slopes[name][f"{when}_per_seed"] = [loglog_slope(*norms(rs)) for rs in group_by(group, _seed).values()]
-            ax_b.plot(m, v, marker, alpha=0.6, label=f"at {when}: slope {slope:.2f}")
-        finite = np.array([at_init(r, "hessian", "pred_norm_max") for r in group])
-        if np.isfinite(finite).any():
-            i = int(np.nanargmin([width_of(r) for r in group]))
-            _ref_line(ax_b, ws, float(finite[i]), -0.5, "slope -1/2 (Thm 4.1)")
-        ax_b.set(xscale="log", yscale="log", xlabel="width m", ylabel=r"$\max_i \|\nabla^2_\theta f(\theta; x_i)\|_2$",
-                 title=f"{name}: predictor-Hessian norm vs width")
-        ax_b.grid(alpha=0.3, which="both")
-        ax_b.legend()
+        fig, (ax_a, ax_b) = plt.subplots(1, 2, figsize=(11, 4.6))
+        min_gbar_vs_width(ax_a, group)
+        ax_a.set_title(f"(a) {name}: RSC quantity vs width")
+        slopes[name] = {"min_gbar_norm": {w: float(np.mean([_min_gbar(r) for r in rs]))
+                                          for w, rs in group_by(_ok(group), width_of).items()}}
+        _hessian_vs_width(ax_b, name, group, slopes[name])
+        claim(fig, f"{name}: min_t ‖ḡ_t‖ increases with m as in Fig. 1(b) (RSC, Theorem 5.1), and the "
+                   f"predictor-Hessian norm falls like m^−1/2 (Theorem 4.1) ({seeds_note(group)})")
         paths.append(save(fig, out_dir / f"width_scaling_{name}.png"))
     (out_dir / "width_scaling_slopes.json").write_text(json.dumps(slopes, indent=1))
     return paths
