@@ -9,6 +9,7 @@ from omegaconf import MISSING, SI, DictConfig
 
 from curvlab.recovery.measures import measure_specs
 from curvlab.recovery.teacher import KINDS, WEIGHTS
+from curvlab.recovery.tensor_init import ALPHAS, MAGNITUDES
 from curvlab.run.errors import ConfigError
 from curvlab.run.schema import TrainerConfig
 from curvlab.run.validate import auto_or_positive, choice, integer, number
@@ -46,9 +47,14 @@ class LocalInitConfig:
 @dataclass
 class TensorInitConfig:
     name: str = "tensor"
-    num_alpha: int = 3
-    magnitude_moment: int = 1
+    alphas: str = "axes"  # axes (all d coordinate axes: the mode-1 unfolding of M3) | random (num_alpha of them)
+    num_alpha: int = 3  # random alphas (alphas=random; also the alpha of magnitude_moment=3)
+    m1_direction: bool = True  # put M1's direction into the P2 subspace (it lies in span W*)
     jennrich_tries: int = 8
+    cp_iters: int = 20  # Levenberg-Marquardt steps of the symmetric CP fit of R3 after Jennrich (0 = none)
+    magnitudes: str = "fit"  # fit (cross entropy along the directions) | link (Algorithm 2's RecMag)
+    fit_iters: int = 30  # Newton steps at most of magnitudes=fit
+    magnitude_moment: int = 1
     split: bool = False
     sigma_max: float = 10.0
     inits: int = 1
@@ -101,10 +107,23 @@ def validate(cfg: DictConfig) -> None:
     choice(cfg, "data.weights", WEIGHTS)
     choice(cfg, "init.name", ("local", "gaussian", "tensor"))
     integer(cfg, "init.inits")
+    if cfg.init.name == "tensor":
+        validate_tensor_init(cfg)
     auto_or_positive(cfg, "optimizer.eta")
     number(cfg, "optimizer.eta_scale", 0.0, strict=True)
     number(cfg, "trainer.tol", 0.0, strict=False)
     measure_specs(cfg.get("measures"))
+
+
+def validate_tensor_init(cfg: DictConfig) -> None:
+    """The options of the tensor-method init (curvlab/recovery/tensor_init.py)."""
+    choice(cfg, "init.alphas", ALPHAS)
+    choice(cfg, "init.magnitudes", MAGNITUDES)
+    choice(cfg, "init.magnitude_moment", (1, 3))
+    for key in ("init.num_alpha", "init.jennrich_tries", "init.fit_iters"):
+        integer(cfg, key)
+    integer(cfg, "init.cp_iters", low=0)
+    number(cfg, "init.sigma_max", 0.0, strict=True)
 
 
 def validate_rho(cfg: DictConfig) -> None:

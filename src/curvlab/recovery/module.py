@@ -25,7 +25,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from curvlab.recovery import metrics
@@ -186,8 +186,8 @@ def build(cfg: DictConfig) -> tuple[RecoveryModule, list[L.Callback]]:
     elif ic.name == "gaussian":
         W0 = gaussian_init(data.W_star, L_, float(ic.std), gen)
     else:
-        one = tensor_init(data, gen, num_alpha=int(ic.num_alpha), magnitude_moment=int(ic.magnitude_moment),
-                          jennrich_tries=int(ic.jennrich_tries), split=bool(ic.split), sigma_max=float(ic.sigma_max))
+        options = {k: v for k, v in OmegaConf.to_container(ic, resolve=True).items() if k not in ("name", "inits")}
+        one = tensor_init(data, gen, **options)  # every option of the init config (TensorInitConfig) flows through
         W0 = one.unsqueeze(1).expand(-1, L_, *one.shape[1:]).clone()
     threshold = cfg.model.success_threshold
     threshold = float(threshold) if threshold is not None else metrics.SUCCESS_THRESHOLD[kind]
