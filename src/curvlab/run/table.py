@@ -17,6 +17,7 @@ figures and the report take either.
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import io
 import json
@@ -156,14 +157,10 @@ def load_table(folder: Path) -> list[Run]:
     folder = Path(folder)
     meta = yaml.safe_load((folder / SWEEP).read_text())
     common = meta.get("common") or {}
-    cache: dict[str, dict[str, dict[str, list[float]]]] = {}
+    histories = functools.cache(lambda: _histories(folder / HISTORIES))  # read once, on first use
 
     def history_of(run_id: str):
-        def load() -> dict[str, list[float]]:
-            if "all" not in cache:
-                cache["all"] = _histories(folder / HISTORIES)
-            return cache["all"].get(run_id, {})
-        return load
+        return lambda: histories().get(run_id, {})
 
     runs = []
     with open(folder / RUNS, newline="") as fh:
