@@ -11,7 +11,12 @@ number of GD steps (no early stop: tol = 0).
 
 Prints the cost per trial-step of both, their ratio, and the achieved fraction of this machine's fp64
 FLOP limit for the batched step (2 GEMMs of 2 n d K FLOP per trial-step; elementwise work not counted),
-the limit measured in the same run by a large fp64 matmul on all threads. No asserts on time.
+the limit measured in the same run by a large fp64 matmul on all threads.
+
+Then, 1 worker thread, interleaved medians: the step with the fused FCN kernel (``fused.fcn_grad``)
+against the BLAS GEMMs around the fused elementwise pass (``CURVLAB_NO_TILED=1``), and both against
+the floor: 4 n d K FLOP at the 1-thread fp64 matmul peak plus n K exps at the kernel's measured exp
+cost (``fused.exp_loop``). No asserts on time.
 
     .venv/bin/python bench/bench_recovery_gd.py [--steps 30] [--loop-trials 40] [--workers N]
 """
@@ -23,8 +28,9 @@ import os
 import time
 
 import torch
+from timing import median_seconds
 
-from curvlab.recovery import gd, losses
+from curvlab.recovery import fused, gd, losses
 from curvlab.recovery.init import local_init
 from curvlab.recovery.teacher import sample_teacher
 
@@ -123,6 +129,50 @@ def main() -> None:
     print(f"batched step ({best_w} worker(s)) achieves {achieved:.1f} GFLOP/s = {achieved / limit:.1%} of the limit "
           f"(GEMM FLOPs only: 4 n d K = {flop_per_trial_step / 1e6:.2f} MFLOP per trial-step)")
     print(f"check: max |W_batched - W_loop| over the looped trials = {diff:.2e}")
+    floor_table(data, W0, eta, args.steps, limit1)
+
+
+def exp_seconds(count: int, reps: int = 200) -> float:
+    """Seconds per exp of the fused kernel's vectorized exp (best of 3 loops of ``reps`` x ``count``)."""
+    x = torch.randn(count, dtype=torch.float64)
+    out = torch.empty_like(x)
+    best = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        fused.kernel().exp_loop(x, out, reps, 0)
+        best = min(best, time.perf_counter() - t)
+    return best / (reps * count)
+
+
+def floor_table(data, W0, eta, steps: int, peak1: float) -> None:
+    """The 1-worker step, fused FCN kernel vs BLAS GEMMs + fused elementwise pass, against the floor."""
+    if fused.tiled_max_k() < data.K:
+        print("fused FCN kernel not built here (no g++ or no AVX-512): floor table skipped")
+        return
+    S, n, d = data.X.shape
+    K = data.K
+    trial_steps = {}
+
+    def run(no_tiled: bool):
+        def go():
+            os.environ.pop("CURVLAB_NO_TILED", None)
+            if no_tiled:
+                os.environ["CURVLAB_NO_TILED"] = "1"
+            res = gd.run_gd(data, W0, eta, max_iter=steps, tol=0.0, record_history=False, workers=1)
+            os.environ.pop("CURVLAB_NO_TILED", None)
+            trial_steps[no_tiled] = res.trial_steps
+            return res.W
+        return go
+
+    times = median_seconds({"fused": run(False), "blas": run(True)}, repeats=5)
+    a, b = run(False)(), run(True)()
+    per = {k: times[k] / trial_steps[k == "blas"] * 1e6 for k in times}
+    floor = (4.0 * n * d * K / (peak1 * 1e9) + n * K * exp_seconds(n * K)) * 1e6
+    print(f"1 worker, medians of 5 interleaved rounds: fused FCN kernel {per['fused']:.1f} us per trial-step, "
+          f"BLAS GEMMs + fused elementwise {per['blas']:.1f} us -> {per['blas'] / per['fused']:.2f}x")
+    print(f"floor (4 n d K FLOP at {peak1:.1f} GFLOP/s + {n * K} exps): {floor:.1f} us -> fused kernel "
+          f"{per['fused'] / floor:.2f}x the floor, BLAS path {per['blas'] / floor:.2f}x")
+    print(f"check: max |W_fused - W_blas| / max |W| = {((a - b).abs().max() / b.abs().max()).item():.1e}")
 
 
 if __name__ == "__main__":

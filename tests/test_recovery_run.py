@@ -12,7 +12,7 @@ from curvlab.recovery import gd, metrics
 from curvlab.recovery.init import local_init
 from curvlab.recovery.teacher import sample_teacher
 from curvlab.run.fit import run
-from curvlab.run.store import load_runs
+from curvlab.run.store import load_runs, read_history
 
 TINY = ["data.d=6", "data.sets=3", "init.inits=3", "trainer.max_steps=60", "progress_bar=false", "logger=csv"]
 
@@ -66,6 +66,11 @@ def test_module_numbers_equal_the_pure_functions(tmp_path):
     assert summary["iters_mean"] == pytest.approx(res.iters.double().mean().item())
     saved = json.loads((tmp_path / "summary.json").read_text())
     assert saved["success_rate"] == summary["success_rate"]
+    # a row every logger.every_n_steps (10) GD steps from the first, then the end-of-run row
+    hist = read_history(tmp_path / "metrics.csv")
+    steps = [int(s) for s, f in zip(hist["step"], hist["running_fraction"]) if not math.isnan(f)]
+    assert steps == list(range(0, summary["gd_steps"], 10))
+    assert hist["running_fraction"][0] == 1.0 and hist["step"][-1] == summary["gd_steps"]
 
 
 @pytest.mark.parametrize("override,message", [

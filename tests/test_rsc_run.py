@@ -2,9 +2,11 @@
 
 import json
 import math
+import time
 
 from conftest import compose_cfg
 
+from curvlab.run.clock import process_start
 from curvlab.run.fit import run
 from curvlab.run.store import read_history
 
@@ -25,6 +27,26 @@ def test_max_steps_and_logged_metrics(tmp_path):
         assert len(hist[key]) == 5 and all(math.isfinite(v) for v in hist[key])
     assert summary["min_gbar_norm"] == min(hist["gbar_norm"])
     assert json.loads((tmp_path / "summary.json").read_text())["status"] == "completed"
+
+
+def test_history_every_n_steps_keeps_the_min_and_every_check_row(tmp_path):
+    checks = ["trainer.max_steps=7", "checks=default", "checks.hessian.every=5", "checks.hessian.tol=1e-2"]
+    thin, thin_hist = _run(tmp_path / "thin", *checks, "logger.every_n_steps=3")
+    full, full_hist = _run(tmp_path / "full", *checks)
+    check_steps = {s for i, s in enumerate(full_hist["step"])
+                   if any(not math.isnan(v[i]) for k, v in full_hist.items() if k.startswith("check/"))}
+    assert check_steps and check_steps != {0}
+    assert thin_hist["step"] == sorted({0, 3, 6} | check_steps)  # every 3rd step and every check's row
+    for i, step in enumerate(thin_hist["step"]):
+        assert thin_hist["loss"][i] == full_hist["loss"][int(step)] or math.isnan(thin_hist["loss"][i])
+    assert thin["min_gbar_norm"] == full["min_gbar_norm"] == min(full_hist["gbar_norm"])
+
+
+def test_startup_seconds_in_the_summary(tmp_path):
+    t0 = time.time()
+    summary, _ = _run(tmp_path, "trainer.max_steps=2")
+    assert 0 < summary["startup_seconds"] < time.time() - process_start()
+    assert summary["startup_seconds"] < time.time() - t0  # measured from the previous job's end
 
 
 def test_stop_rule_converged(tmp_path):

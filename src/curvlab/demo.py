@@ -42,24 +42,24 @@ STAGES: list[Stage] = [
         "geometry_hessian",
         "hessian_vs_width",
         ["model.width=64,128,256,512", "model.depth=2,3", "init.sigma1=1.0,2.0", "seed=0",
-         "trainer.max_steps=20", "checks.hessian.inputs=2", "checks.hessian.tol=1e-2", "threads=1"],
+         "trainer.max_steps=20", "checks.hessian.inputs=2", "checks.hessian.tol=1e-2"],
     ),
     Stage(
         "geometry_training",
         "geometry_vs_width",
         ["model.width=64,128,256,512", "seed=0", "trainer.max_steps=300", "checks.hessian.every=100",
-         "checks.restricted_curvature.every=50", "checks.restricted_curvature.dtype=float32", "threads=1"],
+         "checks.restricted_curvature.every=50", "checks.restricted_curvature.dtype=float32"],
     ),
     Stage(
         "geometry_rsc_ntk",
         "rsc_vs_ntk",
         ["model.width=64,256", "data.duplicates=0.0,0.25", "data.duplicate_noise=0.0,0.01", "seed=0",
-         "trainer.max_steps=300", "threads=1"],
+         "trainer.max_steps=300"],
     ),
     Stage(
         "geometry_convnet_width",
         "rsc_convnet_width",
-        ["model.width=4,8,16", "seed=0", "data.n=128", "trainer.max_steps=100", "threads=1"],
+        ["model.width=4,8,16", "seed=0", "data.n=128", "trainer.max_steps=100"],
     ),
     # recovery paper, reduced: smaller d, fewer sets / inits / iterations than the paper
     Stage("recovery_fig2", "fig2_rho", ["rho.points=120"]),

@@ -48,7 +48,7 @@ def publish(experiment: str, sweep_dir: Path, results: Path) -> list[Path]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m curvlab.reproduce", description=__doc__)
     parser.add_argument("--only", nargs="*", choices=REPRODUCED, help="run only these experiments")
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="jobs at a time (1 thread each)")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="jobs at a time (threads=auto shares the cores among them)")
     parser.add_argument("--sweeps", type=Path, default=Path("sweeps_out"), help="where the sweeps run")
     parser.add_argument("--results", type=Path, default=Path("results"), help="where results are published")
     parser.add_argument("--export-only", action="store_true", help="publish the existing sweeps, launch nothing")
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
             bar.set_postfix_str(exp)
             try:
                 if not args.export_only:
-                    sweep(exp, ["threads=1", f"hydra.launcher.n_jobs={args.jobs}"], args.sweeps / exp, grids[exp], bar)
+                    sweep(exp, [f"hydra.launcher.n_jobs={args.jobs}"], args.sweeps / exp, grids[exp], bar)
                 if (args.sweeps / exp).exists():
                     for path in publish(exp, args.sweeps / exp, args.results):
                         tqdm.write(str(path))

@@ -162,6 +162,27 @@ def _split_samples(kind: str, X: Tensor, y: Tensor, K: int, nc: int) -> list[tup
     return out
 
 
+def _tiled(kind: str, K: int, X: Tensor) -> bool:
+    """Whether the step runs the fused FCN kernel (``fused.fcn_grad``): FCN, CPU float64, K within
+    what it was compiled for, not disabled by ``CURVLAB_NO_TILED=1`` (BLAS GEMMs around the fused
+    elementwise pass, or eager ops, instead)."""
+    if kind != "fcn" or X.device.type != "cpu" or X.dtype != torch.float64 or os.environ.get("CURVLAB_NO_TILED") == "1":
+        return False
+    return K <= fused.tiled_max_k()
+
+
+def _panels(X: Tensor, y: Tensor, K: int) -> tuple[Tensor, Tensor]:
+    """X (b, n, d) as 8-sample panels (b, n8 / 8, d, 8), zero-padded to n8 = 8 ceil(n / 8), and the
+    label term (1 - y) K n of :func:`_block_grad`, (b, n8), 0 in the padding."""
+    b, n, d = X.shape
+    n8 = -(-n // 8) * 8
+    Xp = X.new_zeros(b, n8, d)
+    Xp[:, :n] = X
+    cc = X.new_zeros(b, n8)
+    cc[:, :n] = (1.0 - y) * float(K * n)
+    return Xp.view(b, n8 // 8, 8, d).transpose(2, 3).contiguous(), cc
+
+
 class _Packed:
     """The running part of the trial grid, packed for the batched step."""
 
@@ -184,10 +205,15 @@ class _Packed:
         Wg = W[self.set_idx.unsqueeze(1), self.slot]  # (B, La, ...)
         # FCN (B, La K, d): row l K + k is w_k of slot l; CNN (B, La, m)
         self.Wt = Wg.transpose(2, 3).reshape(B, La * K, -1).contiguous() if kind == "fcn" else Wg.contiguous()
+        self.blocks = []
+        # the fused FCN kernel: X in 8-sample panels, all sets in one call per worker thread
+        self.panels = self.fcn_grad = None
+        if _tiled(kind, K, data.X):
+            self.panels, self.fcn_grad = _panels(data.X[self.set_idx], data.y[self.set_idx], K), fused.kernel().fcn_grad
+            return
         per_sample = La * K  # Z elements per sample and set
         nc = max(1, min(n, block_elements // max(per_sample, 1)))
         bs = max(1, block_elements // max(per_sample * n, 1)) if nc == n else 1
-        self.blocks = []
         for b0 in range(0, B, bs):
             b1 = min(B, b0 + bs)
             idx = self.set_idx[b0:b1]
@@ -297,12 +323,22 @@ class BatchedGD:
         if t == self.max_iter:  # the last iterate: gradient norms only, no update
             frozen = torch.ones_like(frozen)
         G = torch.empty_like(pk.Wt)
-        jobs = [(data.kind, data.K, data.n, pk.Wt[b0:b1], ch, self.eps, G[b0:b1]) for b0, b1, ch in pk.blocks]
+        if pk.panels is not None:  # one kernel call per worker on a contiguous range of sets
+            Xp, cc = pk.panels
+            fn = pk.fcn_grad
+            parts = min(B, 1 if self._pool is None else self.workers)
+            cuts = [B * i // parts for i in range(parts + 1)]
+            # frozen slots' gradients are never read: the kernel skips them (G = 0 there)
+            jobs = [(pk.Wt[b0:b1], Xp[b0:b1], cc[b0:b1], pk.frozen[b0:b1], G[b0:b1], data.K, float(data.n),
+                     self.eps, 0) for b0, b1 in zip(cuts[:-1], cuts[1:])]
+        else:
+            fn = _block_grad
+            jobs = [(data.kind, data.K, data.n, pk.Wt[b0:b1], ch, self.eps, G[b0:b1]) for b0, b1, ch in pk.blocks]
         if self._pool is None or len(jobs) == 1:
             for job in jobs:
-                _block_grad(*job)
+                fn(*job)
         else:
-            for f in [self._pool.submit(_block_grad, *job) for job in jobs]:
+            for f in [self._pool.submit(fn, *job) for job in jobs]:
                 f.result()
         gn, stepped = _update(pk.Wt, G, pk.eta, frozen, self.tol, pk.bound)
         self.steps += 1

@@ -5,14 +5,14 @@ sets x L initial points, :class:`curvlab.recovery.gd.BatchedGD`, the ``optimizer
 per-trial early stopping; training ends, inside ``fit``, at the step where no trial is left running:
 the one after ``trainer.max_steps`` iterations (the paper's cap, 3500) at the latest, which only
 evaluates the capped trials' final gradient norms. Lightning drives the steps so a recovery run has
-the same loggers, progress display, callbacks and signal handling as an RSC run. Per step it logs
-the fraction of trials still running and the median gradient norm among them; at the end it
-measures, per grid point: success rate (SD_n <= threshold over the inits of a set), normalized error
-(FCN columns aligned by the best permutation), iterations used, fraction converged, the fitted
-linear contraction factor, and the ``measures`` group's Hessian eigenvalues. All of it goes into the
-run's summary (:mod:`curvlab.run.store`). Data and initial points are generated on the CPU (seeded:
-the same on every device) and moved to the module's device when fit starts; GD and the measurements
-run there.
+the same loggers, progress display, callbacks and signal handling as an RSC run. Every
+``logger.every_n_steps`` steps it logs the fraction of trials still running and the median gradient
+norm among them; at the end it measures, per grid point: success rate (SD_n <= threshold over the
+inits of a set), normalized error (FCN columns aligned by the best permutation), iterations used,
+fraction converged, the fitted linear contraction factor, and the ``measures`` group's Hessian
+eigenvalues. All of it goes into the run's summary (:mod:`curvlab.run.store`). Data and initial
+points are generated on the CPU (seeded: the same on every device) and moved to the module's device
+when fit starts; GD and the measurements run there.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from curvlab.recovery.teacher import TeacherData, sample_teacher
 from curvlab.recovery.tensor_init import tensor_init
 from curvlab.run.instantiate import safe_instantiate
 from curvlab.run.loaders import full_batch_loader
-from curvlab.run.loggers import log_row
+from curvlab.run.loggers import log_row, row_due
 from curvlab.run.store import COMPLETED, DIVERGED, STOPPED
 from curvlab.run.values import resolve_dtype
 
@@ -98,13 +98,23 @@ class RecoveryModule(L.LightningModule):
         t0 = time.perf_counter()
         running = self.gd.step()
         self._t_gd += time.perf_counter() - t0
+        step = self.gd.steps - 1  # the row describes the iterate this step started from
+        due, bar = row_due(self, step), self.trainer.progress_bar_callback is not None
+        if due or bar:
+            row = self._row()
+            if due:
+                log_row(self, row, step)
+            if bar:  # Lightning's logging costs ~2 ms a step: only for the progress display
+                self.log_dict(row, on_step=True, on_epoch=False, prog_bar=True, logger=False)
+        if not running:
+            self.trainer.should_stop = True
+
+    def _row(self) -> dict[str, float]:
+        """The fraction of trials still running and their median gradient norm."""
         g = self.gd.last_gn  # NaN at frozen slots
         frac = self.gd.running.float().mean().to(g.dtype)
         frac, g_med = torch.stack([frac, g.nanmedian() if g.numel() else frac.new_tensor(math.nan)]).tolist()
-        self.log_dict({"running_fraction": frac, "grad_norm_median": g_med},
-                      on_step=True, on_epoch=False, prog_bar=True)
-        if not running:
-            self.trainer.should_stop = True
+        return {"running_fraction": frac, "grad_norm_median": g_med}
 
     def on_train_end(self) -> None:
         if self.gd is None or not self.gd.done:

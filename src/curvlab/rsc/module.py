@@ -36,7 +36,7 @@ from curvlab.rsc.init import normal_init, rsc_init
 from curvlab.rsc.losses import LOSSES, Loss, square_loss
 from curvlab.run.instantiate import safe_instantiate
 from curvlab.run.loaders import full_batch_loader, minibatch_loader
-from curvlab.run.loggers import log_row
+from curvlab.run.loggers import log_row, row_due
 from curvlab.run.store import COMPLETED, CONVERGED, DIVERGED, STOPPED
 from curvlab.run.values import resolve_dtype
 
@@ -173,9 +173,9 @@ class RSCModule(L.LightningModule):
             return False
         self.min_gbar = min(self.min_gbar, gbar_norm.item())
         self.last_good_step = step
-        metrics.update(self.row)
-        self.row = {}
-        log_row(self, metrics, step)
+        if self.row or row_due(self, step):
+            log_row(self, {**metrics, **self.row}, step)
+            self.row = {}
         if loss < self.loss_tol:
             self.converged = True
             self.trainer.should_stop = True

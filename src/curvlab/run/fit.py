@@ -17,8 +17,11 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from curvlab.run.clock import StartupClock
 from curvlab.run.errors import ConfigError
 from curvlab.run.instantiate import safe_instantiate
 from curvlab.run.loggers import finish_wandb, make_loggers, publish_summary
@@ -57,7 +60,7 @@ def make_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[L.Callback]) ->
         devices=1,
         logger=make_loggers(cfg, run_dir),
         callbacks=callbacks,
-        log_every_n_steps=1,
+        log_every_n_steps=cfg.logger.every_n_steps,
         enable_checkpointing=False,
         enable_model_summary=False,
         enable_progress_bar=cfg.progress_bar,
@@ -69,7 +72,7 @@ def make_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[L.Callback]) ->
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Fit the task's module; its summary with each callback's ``summary()`` entries."""
     module, task_callbacks = build_task(cfg)
-    callbacks = [*task_callbacks, *make_callbacks(cfg)]
+    callbacks = [StartupClock(), *task_callbacks, *make_callbacks(cfg)]
     trainer = make_trainer(cfg, run_dir, callbacks)
     try:
         trainer.fit(module)  # the data: the module's train_dataloader
@@ -89,11 +92,28 @@ def compute(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     return TASKS[cfg.task].compute(cfg)
 
 
+def job_threads(threads: int | str | None) -> int | None:
+    """Torch threads for this job (``threads`` in the config): an integer as given, None for torch's
+    default; ``auto``: the cores divided among the jobs the launch runs at once, i.e. 1 thread per job
+    when a local multirun runs a job per core, and torch's default (all cores) for a single run or a
+    SLURM job, whose cores are its own (``bench/bench_threads.py`` measures both cases)."""
+    if threads != "auto":
+        return threads
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    n_jobs = HydraConfig.get().launcher.get("n_jobs")  # the joblib launcher's; SLURM has none
+    if not n_jobs:
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    concurrent = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)  # joblib: -1 = all cores
+    return max(1, cores // concurrent)
+
+
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Run one configuration and write ``summary.json`` (with the config) into ``run_dir``."""
     validate(cfg)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    if (threads := job_threads(cfg.threads)) is not None:
+        torch.set_num_threads(threads)
     L.seed_everything(cfg.seed, verbose=False)
     # deterministic cuBLAS on a GPU needs this before its first use (CUDA's reproducibility notes)
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -105,6 +125,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         publish_summary(summary)
     finally:
         finish_wandb()
+        StartupClock.job_ended()
     write_summary(run_dir, summary, resolved_config(cfg))
     log.info("run %s: %s", run_dir, {k: v for k, v in summary.items() if not isinstance(v, (dict, list))})
     return summary

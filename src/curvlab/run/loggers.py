@@ -137,6 +137,12 @@ def finish_wandb() -> None:
         run.finish()
 
 
+def row_due(module: L.LightningModule, step: int) -> bool:
+    """Whether ``step``'s per-step row is logged: every ``logger.every_n_steps`` steps (the Trainer's
+    ``log_every_n_steps``). Rows that carry a check or an end-of-run measurement are always logged."""
+    return step % module.trainer.log_every_n_steps == 0
+
+
 def log_row(module: L.LightningModule, metrics: Mapping[str, Any], step: int) -> None:
     """One history row, straight to the module's loggers. Lightning's ``self.log`` would carry a
     key's last value into every later row of an endless full-batch epoch (checks that run only on

@@ -46,6 +46,7 @@ class WandbConfig:
 
 @dataclass
 class LoggerConfig:
+    every_n_steps: int = 1  # a history row every this many steps (Lightning's log_every_n_steps)
     wandb: WandbConfig = field(default_factory=WandbConfig)
 
 
@@ -83,7 +84,7 @@ class RootConfig:
     task: str = SI("${model.module}")
     seed: int = 0
     dtype: str = "float32"
-    threads: Optional[int] = None
+    threads: Any = "auto"  # "auto" | a positive integer | None (torch's default)
     progress_bar: bool = True
     resume: bool = True
     rerun_changed: bool = False

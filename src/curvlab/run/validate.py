@@ -85,8 +85,9 @@ def validate_common(cfg: DictConfig, tasks: tuple[str, ...]) -> None:
     if cfg.seed >= 2**32:
         raise ConfigError(f"seed must be below 2**32, got {cfg.seed}")
     choice(cfg, "dtype", tuple(DTYPES))
-    if cfg.threads is not None:
-        integer(cfg, "threads")
+    if cfg.threads not in (None, "auto") and (not isinstance(cfg.threads, int) or isinstance(cfg.threads, bool)
+                                              or cfg.threads < 1):
+        raise ConfigError(f"threads must be auto or a positive integer, got {cfg.threads!r}")
     number(cfg, "logger.wandb.init_timeout", 0.0, strict=True)
     if cfg.get("trainer") is not None:
         integer(cfg, "trainer.max_steps")

@@ -1,0 +1,76 @@
+"""The fused FCN gradient kernel against the closed-form gradient, and its exp against torch.exp."""
+
+import os
+
+os.environ.setdefault("WANDB_MODE", "disabled")
+
+import pytest
+import torch
+
+from curvlab.recovery import fused, gd, losses
+from curvlab.recovery.init import local_init
+from curvlab.recovery.teacher import sample_teacher
+
+
+def _kernel(K: int = 1):
+    if fused.tiled_max_k() < K:
+        pytest.skip("fused FCN kernel not built here (no g++ or no AVX-512): the BLAS path runs instead")
+    return fused.kernel()
+
+
+@pytest.mark.parametrize("K", [1, 3, 5, 8])
+@pytest.mark.parametrize("n", [8, 203])
+def test_fcn_grad_equals_closed_form_gradient(K, n):
+    mod = _kernel(K)
+    td = sample_teacher("fcn", 2, n, 7, K, seed=K)
+    W = local_init(td.W_star, 3, 0.5, torch.Generator().manual_seed(0))  # (S, L, d, K)
+    W[1, 2] *= 40.0  # saturated: H leaves [eps, 1 - eps] for some samples, their terms vanish
+    S, L, d, _ = W.shape
+    Xp, cc = gd._panels(td.X, td.y, K)
+    Wt = W.transpose(2, 3).reshape(S, L * K, d).contiguous()
+    skip = torch.zeros(S, L, dtype=torch.bool)
+    skip[0, 1] = True
+    G = torch.full_like(Wt, float("nan"))
+    mod.fcn_grad(Wt, Xp, cc, skip, G, K, float(n), 1e-6, 0)
+    ref = losses.grad("fcn", td.X, td.y, W, K, eps=1e-6).transpose(2, 3).reshape(S, L * K, d)
+    ref[0, K:2 * K] = 0.0  # skipped slot
+    assert torch.allclose(G, ref, rtol=1e-13, atol=1e-16 * ref.abs().max())
+
+
+def test_fcn_grad_mode_1_is_the_two_gemms_alone():
+    mod = _kernel(2)
+    X = torch.randn(1, 16, 4, dtype=torch.float64)
+    W = torch.randn(1, 2, 4, dtype=torch.float64)  # one slot, K = 2
+    Xp, cc = gd._panels(X, torch.zeros(1, 16, dtype=torch.float64), 2)
+    G = torch.empty_like(W)
+    mod.fcn_grad(W, Xp, cc, torch.zeros(1, 1, dtype=torch.bool), G, 2, 16.0, 1e-6, 1)
+    Z = W @ X.transpose(1, 2)
+    assert torch.allclose(G, Z @ X, rtol=1e-13)
+
+
+def test_kernel_exp_is_within_2_ulp_of_torch_exp_with_ieee_edges():
+    mod = _kernel()
+    x = torch.cat([torch.linspace(-745.0, 709.7, 20001, dtype=torch.float64),
+                   torch.tensor([0.0, -0.0, 1e-300, -800.0, 800.0, float("inf"), -float("inf"), float("nan")],
+                                dtype=torch.float64)])
+    out = torch.empty_like(x)
+    mod.exp_loop(x, out, 1, 0)
+    ref = torch.exp(x)
+    normal = ref > 1e-300
+    ulp = torch.nextafter(ref, torch.tensor(float("inf"), dtype=torch.float64)) - ref
+    assert ((out - ref).abs()[normal & torch.isfinite(ref)] <= 2 * ulp[normal & torch.isfinite(ref)]).all()
+    edges = out[-8:].tolist()  # 0, -0, 1e-300, -800, 800, inf, -inf, nan
+    assert edges[:3] == [1.0, 1.0, 1.0] and edges[3] == 0.0 and edges[4:6] == [float("inf")] * 2
+    assert edges[6] == 0.0 and torch.isnan(out[-1])
+
+
+def test_gd_with_and_without_the_fused_fcn_kernel_agree(monkeypatch):
+    _kernel(3)
+    td = sample_teacher("fcn", 3, 301, 10, 3, seed=0)
+    W0 = local_init(td.W_star, 4, 0.3, torch.Generator().manual_seed(1))
+    eta = gd.step_sizes(td)
+    a = gd.run_gd(td, W0, eta, max_iter=30, tol=0.0, workers=2)
+    monkeypatch.setenv("CURVLAB_NO_TILED", "1")
+    b = gd.run_gd(td, W0, eta, max_iter=30, tol=0.0, workers=2)
+    assert torch.allclose(a.W, b.W, rtol=1e-13, atol=1e-15)
+    assert torch.allclose(a.grad_norm, b.grad_norm, rtol=1e-11)
