@@ -132,14 +132,15 @@ def main() -> None:
     floor_table(data, W0, eta, args.steps, limit1)
 
 
-def exp_seconds(count: int, reps: int = 200) -> float:
-    """Seconds per exp of the fused kernel's vectorized exp (best of 3 loops of ``reps`` x ``count``)."""
+def exp_seconds(count: int, impl: int = 0, reps: int = 200) -> float:
+    """Seconds per exp, best of 3 loops of ``reps`` x ``count``: the fused kernel's vectorized exp
+    (``impl`` 0) or the compiler's (1, glibc's libmvec)."""
     x = torch.randn(count, dtype=torch.float64)
     out = torch.empty_like(x)
     best = float("inf")
     for _ in range(3):
         t = time.perf_counter()
-        fused.kernel().exp_loop(x, out, reps, 0)
+        fused.kernel().exp_loop(x, out, reps, impl)
         best = min(best, time.perf_counter() - t)
     return best / (reps * count)
 
@@ -167,9 +168,11 @@ def floor_table(data, W0, eta, steps: int, peak1: float) -> None:
     times = median_seconds({"fused": run(False), "blas": run(True)}, repeats=5)
     a, b = run(False)(), run(True)()
     per = {k: times[k] / trial_steps[k == "blas"] * 1e6 for k in times}
-    floor = (4.0 * n * d * K / (peak1 * 1e9) + n * K * exp_seconds(n * K)) * 1e6
+    exp_ns = {impl: exp_seconds(n * K, impl) * 1e9 for impl in (0, 1)}
+    floor = (4.0 * n * d * K / (peak1 * 1e9) + n * K * exp_ns[0] * 1e-9) * 1e6
     print(f"1 worker, medians of 5 interleaved rounds: fused FCN kernel {per['fused']:.1f} us per trial-step, "
           f"BLAS GEMMs + fused elementwise {per['blas']:.1f} us -> {per['blas'] / per['fused']:.2f}x")
+    print(f"exp: the kernel's {exp_ns[0]:.2f} ns, the compiler's (libmvec) {exp_ns[1]:.2f} ns")
     print(f"floor (4 n d K FLOP at {peak1:.1f} GFLOP/s + {n * K} exps): {floor:.1f} us -> fused kernel "
           f"{per['fused'] / floor:.2f}x the floor, BLAS path {per['blas'] / floor:.2f}x")
     print(f"check: max |W_fused - W_blas| / max |W| = {((a - b).abs().max() / b.abs().max()).item():.1e}")

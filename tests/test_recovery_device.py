@@ -127,15 +127,23 @@ def test_fused_kernel_serves_cpu_float64_only(monkeypatch):
 
     class Kernel:  # stands in for the compiled one: records, computes nothing
         def fused_delta(self, Z: torch.Tensor, *args: Any) -> None:
-            calls.append((Z.device, Z.dtype))
+            calls.append(("fused_delta", Z.device, Z.dtype))
 
-    monkeypatch.setattr(gd.fused, "kernel", Kernel)
-    for dtype, device in ((torch.float64, CPU), (torch.float32, CPU), (torch.float64, META)):
-        data = sample_teacher("fcn", 2, 50, 6, 3, seed=0, dtype=dtype)
-        W0, eta = data.W_star.unsqueeze(1), gd.step_sizes(data, 0.1)
-        with fake_device(), gd.BatchedGD(data.to(device), W0, eta) as run:
-            run.step()
-    assert calls == [(CPU, torch.float64)]
+        def fcn_grad(self, Wt: torch.Tensor, *args: Any) -> None:
+            calls.append(("fcn_grad", Wt.device, Wt.dtype))
+
+        def tiled_max_k(self) -> int:
+            return 8
+
+    kernel = Kernel()
+    monkeypatch.setattr(gd.fused, "kernel", lambda: kernel)
+    for kind in ("fcn", "cnn"):
+        for dtype, device in ((torch.float64, CPU), (torch.float32, CPU), (torch.float64, META)):
+            data = sample_teacher(kind, 2, 50, 6, 3, seed=0, dtype=dtype)
+            W0, eta = data.W_star.unsqueeze(1), gd.step_sizes(data, 0.1)
+            with fake_device(), gd.BatchedGD(data.to(device), W0, eta, workers=1) as run:
+                run.step()
+    assert calls == [("fcn_grad", CPU, torch.float64), ("fused_delta", CPU, torch.float64)]
 
 
 @pytest.mark.parametrize("kind,K", [("fcn", 3), ("cnn", 3), ("fcn", 8)])
