@@ -23,10 +23,10 @@ demo: $(STAMP)
 	$(PY) -m curvlab.demo --out demo_out
 
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not slow" -n auto --dist loadfile
+	$(PY) -m pytest -q -m "not slow" -n auto --dist worksteal
 
 test-all: $(STAMP)
-	$(PY) -m pytest -q -n auto --dist loadfile
+	$(PY) -m pytest -q -n auto --dist worksteal
 
 # every paper experiment at full size (resumable: finished jobs are skipped), then results/ and its report
 reproduce: $(STAMP)
