@@ -142,6 +142,7 @@ def local_convexity(runs: list[Run], experiment: str) -> list[Row]:
         v, lo, hi = bootstrap([pd[-1]], lambda g: float(g[0].mean()))
         rows.append(Row(f"FCN d = {d}: Hessian PD on B(W*, r) at large n", "Thm 1", experiment,
                         f"share of sets with min over the ball of lambda_min > 0 at n = {ns[-1]} "
-                        f"(every set PD from n = {from_n})", v, lo, hi, "> 0.9", above(lo, hi, 0.9),
+                        f"({f'every set PD from n = {from_n}' if from_n else 'no n from which every set is PD'})",
+                        v, lo, hi, "> 0.9", above(lo, hi, 0.9),
                         f"{len(pd[-1])} training sets"))
     return rows
