@@ -6,7 +6,7 @@ gradient and g_bar pass + SGD update) and the recovery batched GD (FCN, d = 25, 
 up, waits for the others at a barrier and times ``--steps`` steps; rounds interleave the settings and
 report medians of the per-step time. Threads are the point here, so ``--threads`` is unused.
 
-    python bench/bench_threads.py [--repeats 3] [--steps 20]
+    python bench/bench_threads.py [--repeats 3] [--steps 20] [--workloads rsc-64 rsc-1024 recovery]
 
 A ratio > 1 in the last columns means all-cores threads are slower than 1 thread.
 """
@@ -20,7 +20,7 @@ import time
 
 from timing import bench_args, fig1_workload
 
-WORKLOADS = ("rsc m=64", "rsc m=1024", "recovery")
+WORKLOADS = ["rsc-64", "rsc-1024", "recovery"]  # rsc-<width>
 
 
 def _rsc_step(width: int, n: int):
@@ -47,7 +47,7 @@ def _recovery_step():
 
     import torch
 
-    data = sample_teacher("fcn", 3, 2000, 25, 10, seed=0)
+    data = sample_teacher("fcn", 10, 2000, 25, 3, seed=0)  # (kind, sets, n, d, K)
     W0 = local_init(data.W_star, 20, 0.1, torch.Generator().manual_seed(1))
     opt = gd.BatchedGD(data, W0, gd.step_sizes(data), max_iter=10**9, tol=0.0, record_history=False)
     return opt.step
@@ -57,7 +57,7 @@ def _job(workload: str, threads: int, steps: int, n: int, barrier, results) -> N
     import torch
 
     torch.set_num_threads(threads)
-    step = _recovery_step() if workload == "recovery" else _rsc_step(int(workload.split("=")[1]), n)
+    step = _recovery_step() if workload == "recovery" else _rsc_step(int(workload.split("-")[1]), n)
     for _ in range(3):
         step()
     barrier.wait()
@@ -81,13 +81,13 @@ def step_seconds(workload: str, threads: int, jobs: int, steps: int, n: int) -> 
 
 
 def main() -> None:
-    args = bench_args(__doc__, repeats=3, threads=None, steps=20)
+    args = bench_args(__doc__, repeats=3, threads=None, steps=20, workloads=WORKLOADS)
     cores = os.cpu_count() or 1
     settings = [(t, j) for j in (1, cores) for t in (1, cores)]
     print(f"{cores} cores; per-step ms, medians of {args.repeats} interleaved rounds")
     print(f"{'workload':<12} " + " ".join(f"{f'{j} job(s) x {t}t':>14}" for t, j in settings)
           + f" {'lone: all/1':>12} {'shared: all/1':>14}")
-    for workload in WORKLOADS:
+    for workload in args.workloads:
         times: dict[tuple[int, int], list[float]] = {s: [] for s in settings}
         for _ in range(args.repeats):
             for t, j in settings:
