@@ -13,10 +13,10 @@ Prints the cost per trial-step of both, their ratio, and the achieved fraction o
 FLOP limit for the batched step (2 GEMMs of 2 n d K FLOP per trial-step; elementwise work not counted),
 the limit measured in the same run by a large fp64 matmul on all threads.
 
-Then, 1 worker thread, interleaved medians: the step with the fused FCN kernel (``fused.fcn_grad``)
+Then, 1 worker thread, interleaved medians: the step with the fused FCN kernel (``fused.fcn_step``)
 against the BLAS GEMMs around the fused elementwise pass (``CURVLAB_NO_TILED=1``), and both against
 the floor: 4 n d K FLOP at the 1-thread fp64 matmul peak plus n K exps at the kernel's measured exp
-cost (``fused.exp_loop``). No asserts on time.
+cost (``fused.exp_loop``); and the gradient kernel alone (``fused.fcn_grad``). No asserts on time.
 
     .venv/bin/python bench/bench_recovery_gd.py [--steps 30] [--loop-trials 40] [--workers N]
 """
@@ -165,9 +165,19 @@ def floor_table(data, W0, eta, steps: int, peak1: float) -> None:
             return res.W
         return go
 
-    times = median_seconds({"fused": run(False), "blas": run(True)}, repeats=5)
+    L = W0.shape[1]
+    Xp, cc = gd._panels(data.X, data.y, K)
+    Wt = W0.transpose(2, 3).reshape(S, L * K, d).contiguous()
+    G, skip = torch.empty_like(Wt), torch.zeros(S, L, dtype=torch.bool)
+
+    def grad_alone():  # the gradient kernel by itself, all trials: what the step adds is the rest
+        for _ in range(steps):
+            fused.kernel().fcn_grad(Wt, Xp, cc, skip, G, K, float(n), 1e-6, 0)
+
+    times = median_seconds({"fused": run(False), "blas": run(True), "grad": grad_alone}, repeats=5)
     a, b = run(False)(), run(True)()
-    per = {k: times[k] / trial_steps[k == "blas"] * 1e6 for k in times}
+    per = {k: times[k] / trial_steps[k == "blas"] * 1e6 for k in ("fused", "blas")}
+    per["grad"] = times["grad"] / (steps * S * L) * 1e6
     exp_ns = {impl: exp_seconds(n * K, impl) * 1e9 for impl in (0, 1)}
     floor = (4.0 * n * d * K / (peak1 * 1e9) + n * K * exp_ns[0] * 1e-9) * 1e6
     print(f"1 worker, medians of 5 interleaved rounds: fused FCN kernel {per['fused']:.1f} us per trial-step, "
@@ -175,6 +185,8 @@ def floor_table(data, W0, eta, steps: int, peak1: float) -> None:
     print(f"exp: the kernel's {exp_ns[0]:.2f} ns, the compiler's (libmvec) {exp_ns[1]:.2f} ns")
     print(f"floor (4 n d K FLOP at {peak1:.1f} GFLOP/s + {n * K} exps): {floor:.1f} us -> fused kernel "
           f"{per['fused'] / floor:.2f}x the floor, BLAS path {per['blas'] / floor:.2f}x")
+    print(f"the gradient kernel alone (fcn_grad, no update): {per['grad']:.1f} us = {per['grad'] / floor:.2f}x the "
+          f"floor; the step adds {per['fused'] - per['grad']:.1f} us")
     print(f"check: max |W_fused - W_blas| / max |W| = {((a - b).abs().max() / b.abs().max()).item():.1e}")
 
 

@@ -129,8 +129,10 @@ def test_fused_kernel_serves_cpu_float64_only(monkeypatch):
         def fused_delta(self, Z: torch.Tensor, *args: Any) -> None:
             calls.append(("fused_delta", Z.device, Z.dtype))
 
-        def fcn_grad(self, Wt: torch.Tensor, *args: Any) -> None:
-            calls.append(("fcn_grad", Wt.device, Wt.dtype))
+        def fcn_step(self, Wt: torch.Tensor, Xp, cc, skip, eta, bound, gn: torch.Tensor, stepped: torch.Tensor,
+                     *args: Any) -> None:
+            calls.append(("fcn_step", Wt.device, Wt.dtype))
+            gn.fill_(0.0), stepped.fill_(False)
 
         def tiled_max_k(self) -> int:
             return 8
@@ -143,7 +145,7 @@ def test_fused_kernel_serves_cpu_float64_only(monkeypatch):
             W0, eta = data.W_star.unsqueeze(1), gd.step_sizes(data, 0.1)
             with fake_device(), gd.BatchedGD(data.to(device), W0, eta, workers=1) as run:
                 run.step()
-    assert calls == [("fcn_grad", CPU, torch.float64), ("fused_delta", CPU, torch.float64)]
+    assert calls == [("fcn_step", CPU, torch.float64), ("fused_delta", CPU, torch.float64)]
 
 
 @pytest.mark.parametrize("kind,K", [("fcn", 3), ("cnn", 3), ("fcn", 8)])

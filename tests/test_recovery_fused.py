@@ -1,4 +1,5 @@
-"""The fused FCN gradient kernel against the closed-form gradient, and its exp against torch.exp."""
+"""The fused FCN gradient kernel against the closed-form gradient, its GD step against the eager
+update, and its exp against torch.exp."""
 
 import os
 
@@ -35,6 +36,39 @@ def test_fcn_grad_equals_closed_form_gradient(K, n):
     ref = losses.grad("fcn", td.X, td.y, W, K, eps=1e-6).transpose(2, 3).reshape(S, L * K, d)
     ref[0, K:2 * K] = 0.0  # skipped slot
     assert torch.allclose(G, ref, rtol=1e-13, atol=1e-16 * ref.abs().max())
+
+
+@pytest.mark.parametrize("apply", [True, False])
+def test_fcn_step_is_fcn_grad_then_the_masked_update(apply):
+    """Slots: plain, skipped (frozen), beyond the divergence bound, NaN weights, one gradient below tol."""
+    K, n = 3, 203
+    mod = _kernel(K)
+    td = sample_teacher("fcn", 2, n, 7, K, seed=3)
+    W = local_init(td.W_star, 5, 0.5, torch.Generator().manual_seed(0))
+    W[1, 3, 0, 0] = float("nan")
+    S, L, d, _ = W.shape
+    Xp, cc = gd._panels(td.X, td.y, K)
+    Wt = W.transpose(2, 3).reshape(S, L * K, d).contiguous()
+    skip = torch.zeros(S, L, dtype=torch.bool)
+    skip[0, 1] = True
+    bound = torch.full((S, L), 1e3, dtype=torch.float64)
+    bound[0, 2] = 1e-3  # ||w|| > bound: diverged, no step
+    eta = torch.tensor([0.7, 1.3], dtype=torch.float64)
+    G = torch.empty_like(Wt)
+    mod.fcn_grad(Wt, Xp, cc, skip, G, K, float(n), 1e-6, 0)
+    norms = G.view(S, L, -1).norm(dim=-1).flatten()[[0, 3, 4, 5, 6, 7, 9]].sort().values
+    tol = float(norms[:2].mean())  # between the two smallest gradient norms: one slot has converged
+    ref_W = Wt.clone()
+    frozen = skip if apply else torch.ones_like(skip)
+    ref_gn, ref_stepped = gd._update(ref_W, G.clone(), eta, frozen, tol, bound)
+    ref_gn[skip] = 0.0
+    gn = torch.empty(S, L, dtype=torch.float64)
+    stepped = torch.empty(S, L, dtype=torch.bool)
+    mod.fcn_step(Wt, Xp, cc, skip, eta, bound, gn, stepped, K, float(n), 1e-6, tol, apply)
+    assert torch.equal(stepped, ref_stepped) and int(stepped.sum()) == (6 if apply else 0)
+    assert torch.equal(torch.isnan(gn), torch.isnan(ref_gn)) and gn.isnan().sum() == 2
+    assert torch.allclose(gn.nan_to_num(), ref_gn.nan_to_num(), rtol=1e-14, atol=0.0)
+    assert torch.allclose(Wt, ref_W, rtol=1e-14, atol=1e-15, equal_nan=True)
 
 
 def test_fcn_grad_mode_1_is_the_two_gemms_alone():

@@ -1,10 +1,11 @@
 """Fused C++ kernels for the batched GD step (optional, with an eager fallback).
 
-Built on first use with ``torch.utils.cpp_extension.load_inline`` (g++, offline; ~1 min once, then
-cached under ``~/.cache/torch_extensions``, keyed by this CPU since the build uses ``-march=native``).
+Plain C++ (no torch headers: a ~6 s build instead of ~40 s), compiled on first use by g++ into
+:func:`cache_dir`, keyed by source, flags, compiler and CPU (the build uses ``-march=native``), and
+called through ctypes on tensors' data pointers, the shapes checked in Python (:class:`Kernels`).
 If the build fails, or ``CURVLAB_NO_FUSED=1`` is set, :mod:`curvlab.recovery.gd` runs eager ATen ops;
 all paths give the same numbers to round-off (tests/test_recovery_fused.py, tests/test_recovery_gd.py). CPU float64 only. The
-kernels release the GIL, so the step's worker threads run them in parallel.
+ctypes calls release the GIL, so the step's worker threads run them in parallel.
 
 ``fcn_grad(Wt, Xp, cc, skip, G, K, n, eps, mode)``: the whole FCN gradient in one pass (AVX-512
 builds, K <= 8). Per set and slot l, over tiles of 8 V samples (V = min(8, 24 // K)):
@@ -25,6 +26,13 @@ exp is Cody-Waite reduction (two-part ln 2, FMA), the degree-13 Taylor polynomia
 Both are within about 1 ulp (ATen's Sleef exp: 1 ulp), so the gradient agrees with the eager path
 to ~1e-15 relative. ``tiled_max_k()`` is 8 where this kernel is compiled, else 0.
 
+``fcn_step(Wt, Xp, cc, skip, eta, bound, gn, stepped, K, n, eps, tol, apply)``: the GD step of
+:class:`curvlab.recovery.gd.BatchedGD` in the same pass: each slot's gradient stays in a K d buffer,
+then ``gd._update``'s rule runs on it, gn = ||g||_F (NaN when ||w||_F > bound or either is not
+finite), stepped = apply and gn finite and gn > tol, and then w -= eta_b g in place on Wt; skipped
+slots get gn = 0, stepped = false. eta (b,), bound / gn (b, La) float64, stepped (b, La) bool.
+No G leaves the kernel, and the step makes none of the eager update's passes over (b, La K, d).
+
 ``fused_delta(Z, cc, K, n, eps)``: the elementwise part alone, in place on Z (b, La, K, nc) between
 two BLAS GEMMs (CNN, K > 8, CPUs without AVX-512); one pass per row, compiler-vectorized exp
 (``-ffast-math``: glibc's libmvec):
@@ -37,32 +45,32 @@ compiler's (1); for the tests and the benchmark's floor.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import logging
 import os
 import platform
+import subprocess
+import tempfile
 import threading
+from pathlib import Path
+
+import torch
+from torch import Tensor
 
 log = logging.getLogger(__name__)
 
 _SOURCE = r"""
-#include <torch/extension.h>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <limits>
 #include <vector>
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
 
-namespace py = pybind11;
-
-void fused_delta(torch::Tensor Z, torch::Tensor cc, int64_t K, double n, double eps) {
-  TORCH_CHECK(Z.dim() == 4 && Z.is_contiguous() && Z.scalar_type() == torch::kFloat64, "Z: contiguous float64 (b, La, K, nc)");
-  TORCH_CHECK(cc.is_contiguous() && cc.scalar_type() == torch::kFloat64 && cc.numel() == Z.size(0) * Z.size(3), "cc: (b, 1, 1, nc)");
-  TORCH_CHECK(Z.size(2) == K, "Z.size(2) != K");
-  const int64_t B = Z.size(0), La = Z.size(1), nc = Z.size(3);
-  double* z = Z.data_ptr<double>();
-  const double* c = cc.data_ptr<double>();
+static void fused_delta(double* z, const double* c, int64_t B, int64_t La, int64_t K, int64_t nc, double n, double eps) {
   const double lo = K * eps, hi = K * (1.0 - eps);
   std::vector<double> hs(nc);
   for (int64_t b = 0; b < B; ++b) {
@@ -207,27 +215,71 @@ inline void tail(int64_t rem, const double* w, const double* xt, const double* c
   }
 }
 
+// Whether x is finite, read off its exponent bits (-ffast-math folds std::isfinite to true).
+inline bool finite(double x) {
+  uint64_t u;
+  std::memcpy(&u, &x, sizeof u);
+  return ((u >> 52) & 0x7ff) != 0x7ff;
+}
+
+// The masked GD update of one slot (gd._update): gn = ||g||, NaN if ||w|| > bound or not finite;
+// w -= eta g where stepped = apply and gn finite and gn > tol. Returns stepped.
+inline bool update(double* w, const double* g, int64_t len, double eta, double bound, double tol, bool apply,
+                   double* gn) {
+  double gs = 0.0, ws = 0.0;
+  for (int64_t q = 0; q < len; ++q) {
+    gs += g[q] * g[q];
+    ws += w[q] * w[q];
+  }
+  const double v = std::sqrt(gs);
+  const bool out = !finite(ws) || ws > bound * bound;
+  *gn = out || !finite(v) ? std::numeric_limits<double>::quiet_NaN() : v;
+  const bool stepped = apply && !out && finite(v) && v > tol;
+  if (stepped)
+    for (int64_t q = 0; q < len; ++q) w[q] += -eta * g[q];
+  return stepped;
+}
+
+// The update arguments of fcn_step, per set b and slot l: eta (b,), bound / gn / stepped (b, La).
+struct Step {
+  const double* eta;
+  const double* bound;
+  double* gn;
+  bool* stepped;
+  double tol;
+  bool apply;
+};
+
+// Gradient of every non-skipped slot; into G (skipped: 0), or, with st, the GD update of W in place.
 template <int K>
-void fcn_grad_k(const double* W, const double* X, const double* C, const bool* skip, double* G, int64_t B,
-                int64_t La, int64_t d, int64_t nv, double n, double eps, bool ew) {
+void fcn_grad_k(double* W, const double* X, const double* C, const bool* skip, double* G, const Step* st,
+                int64_t B, int64_t La, int64_t d, int64_t nv, double n, double eps, bool ew) {
   constexpr int V = 24 / K >= 8 ? 8 : (24 / K < 1 ? 1 : 24 / K);
   std::vector<__m512d> g(K * d);
+  std::vector<double> gl(K * d);
   const __m512d nn = _mm512_set1_pd(n), lo = _mm512_set1_pd(K * eps), hi = _mm512_set1_pd(K * (1.0 - eps));
   for (int64_t b = 0; b < B; ++b) {
     const double* xb = X + b * nv * d * 8;
     const double* cb = C + b * nv * 8;
     for (int64_t l = 0; l < La; ++l) {
-      double* Gl = G + (b * La + l) * K * d;
-      if (skip[b * La + l]) {
-        for (int64_t q = 0; q < K * d; ++q) Gl[q] = 0.0;
+      const int64_t s = b * La + l;
+      double* Gl = st ? gl.data() : G + s * K * d;
+      if (skip[s]) {
+        if (st) {
+          st->gn[s] = 0.0;
+          st->stepped[s] = false;
+        } else {
+          for (int64_t q = 0; q < K * d; ++q) Gl[q] = 0.0;
+        }
         continue;
       }
       for (auto& q : g) q = _mm512_setzero_pd();
-      const double* w = W + (b * La + l) * K * d;
+      double* w = W + s * K * d;
       int64_t p = 0;
       for (; p + V <= nv; p += V) tile<K, V>(w, xb + p * d * 8, cb + p * 8, d, g.data(), nn, lo, hi, ew);
       tail<K, V - 1>(nv - p, w, xb + p * d * 8, cb + p * 8, d, g.data(), nn, lo, hi, ew);
       for (int64_t q = 0; q < K * d; ++q) Gl[q] = _mm512_reduce_add_pd(g[q]);
+      if (st) st->stepped[s] = update(w, Gl, K * d, st->eta[b], st->bound[s], st->tol, st->apply, st->gn + s);
     }
   }
 }
@@ -235,7 +287,9 @@ void fcn_grad_k(const double* W, const double* X, const double* C, const bool* s
 }  // namespace
 #endif
 
-int64_t tiled_max_k() {
+extern "C" {
+
+int64_t curvlab_tiled_max_k() {
 #if defined(__AVX512F__)
   return kMaxK;
 #else
@@ -243,43 +297,33 @@ int64_t tiled_max_k() {
 #endif
 }
 
-void fcn_grad(torch::Tensor Wt, torch::Tensor Xp, torch::Tensor cc, torch::Tensor skip, torch::Tensor G, int64_t K,
-              double n, double eps, int64_t mode) {
-  TORCH_CHECK(K >= 1 && K <= tiled_max_k(), "fcn_grad: K = ", K, " not compiled here");
-  auto f64 = [](const torch::Tensor& t) { return t.is_contiguous() && t.scalar_type() == torch::kFloat64 && t.device().is_cpu(); };
-  TORCH_CHECK(f64(Wt) && f64(Xp) && f64(cc) && f64(G), "fcn_grad: contiguous CPU float64 tensors");
-  TORCH_CHECK(Wt.dim() == 3 && Wt.size(1) % K == 0 && G.sizes() == Wt.sizes(), "fcn_grad: Wt, G (b, La K, d)");
-  const int64_t B = Wt.size(0), La = Wt.size(1) / K, d = Wt.size(2);
-  TORCH_CHECK(Xp.dim() == 4 && Xp.size(0) == B && Xp.size(2) == d && Xp.size(3) == 8, "fcn_grad: Xp (b, n8 / 8, d, 8)");
-  const int64_t nv = Xp.size(1);
-  TORCH_CHECK(cc.numel() == B * nv * 8, "fcn_grad: cc (b, n8)");
-  TORCH_CHECK(skip.is_contiguous() && skip.scalar_type() == torch::kBool && skip.numel() == B * La, "fcn_grad: skip (b, La) bool");
+void curvlab_fused_delta(double* z, const double* cc, int64_t B, int64_t La, int64_t K, int64_t nc, double n,
+                         double eps) {
+  fused_delta(z, cc, B, La, K, nc, n, eps);
+}
+
+// G != nullptr: the gradient (mode 1: the two GEMMs alone); else the GD step (fcn_step in Python).
+void curvlab_fcn(double* W, const double* X, const double* C, const bool* skip, double* G, const double* eta,
+                 const double* bound, double* gn, bool* stepped, int64_t B, int64_t La, int64_t K, int64_t d,
+                 int64_t nv, double n, double eps, double tol, int64_t apply, int64_t mode) {
 #if defined(__AVX512F__)
-  const double* W = Wt.data_ptr<double>();
-  const double* X = Xp.data_ptr<double>();
-  const double* C = cc.data_ptr<double>();
-  const bool* S = skip.data_ptr<bool>();
-  double* Gp = G.data_ptr<double>();
+  const Step st{eta, bound, gn, stepped, tol, apply != 0};
+  const Step* sp = G ? nullptr : &st;
   const bool ew = mode != 1;
   switch (K) {
-    case 1: fcn_grad_k<1>(W, X, C, S, Gp, B, La, d, nv, n, eps, ew); break;
-    case 2: fcn_grad_k<2>(W, X, C, S, Gp, B, La, d, nv, n, eps, ew); break;
-    case 3: fcn_grad_k<3>(W, X, C, S, Gp, B, La, d, nv, n, eps, ew); break;
-    case 4: fcn_grad_k<4>(W, X, C, S, Gp, B, La, d, nv, n, eps, ew); break;
-    case 5: fcn_grad_k<5>(W, X, C, S, Gp, B, La, d, nv, n, eps, ew); break;
-    case 6: fcn_grad_k<6>(W, X, C, S, Gp, B, La, d, nv, n, eps, ew); break;
-    case 7: fcn_grad_k<7>(W, X, C, S, Gp, B, La, d, nv, n, eps, ew); break;
-    case 8: fcn_grad_k<8>(W, X, C, S, Gp, B, La, d, nv, n, eps, ew); break;
+    case 1: fcn_grad_k<1>(W, X, C, skip, G, sp, B, La, d, nv, n, eps, ew); break;
+    case 2: fcn_grad_k<2>(W, X, C, skip, G, sp, B, La, d, nv, n, eps, ew); break;
+    case 3: fcn_grad_k<3>(W, X, C, skip, G, sp, B, La, d, nv, n, eps, ew); break;
+    case 4: fcn_grad_k<4>(W, X, C, skip, G, sp, B, La, d, nv, n, eps, ew); break;
+    case 5: fcn_grad_k<5>(W, X, C, skip, G, sp, B, La, d, nv, n, eps, ew); break;
+    case 6: fcn_grad_k<6>(W, X, C, skip, G, sp, B, La, d, nv, n, eps, ew); break;
+    case 7: fcn_grad_k<7>(W, X, C, skip, G, sp, B, La, d, nv, n, eps, ew); break;
+    case 8: fcn_grad_k<8>(W, X, C, skip, G, sp, B, La, d, nv, n, eps, ew); break;
   }
 #endif
 }
 
-void exp_loop(torch::Tensor x, torch::Tensor out, int64_t reps, int64_t impl) {
-  TORCH_CHECK(x.is_contiguous() && out.is_contiguous() && x.scalar_type() == torch::kFloat64 &&
-              out.scalar_type() == torch::kFloat64 && x.numel() == out.numel(), "exp_loop: contiguous float64, same size");
-  const double* a = x.data_ptr<double>();
-  double* o = out.data_ptr<double>();
-  const int64_t N = x.numel();
+void curvlab_exp_loop(const double* a, double* o, int64_t N, int64_t reps, int64_t impl) {
   for (int64_t rep = 0; rep < reps; ++rep) {
 #if defined(__AVX512F__)
     if (impl == 0) {
@@ -297,21 +341,25 @@ void exp_loop(torch::Tensor x, torch::Tensor out, int64_t reps, int64_t impl) {
   }
 }
 
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("fused_delta", &fused_delta, py::call_guard<py::gil_scoped_release>());
-  m.def("fcn_grad", &fcn_grad, py::call_guard<py::gil_scoped_release>());
-  m.def("exp_loop", &exp_loop, py::call_guard<py::gil_scoped_release>());
-  m.def("tiled_max_k", &tiled_max_k);
-}
+}  // extern "C"
 """
 
+_FLAGS = ("-O3", "-march=native", "-ffast-math", "-fopenmp-simd", "-mprefer-vector-width=512", "-std=c++17",
+          "-shared", "-fPIC")
+_P, _I, _D = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double
+_SIGNATURES = {
+    "curvlab_tiled_max_k": ([], _I),
+    "curvlab_fused_delta": ([_P, _P, _I, _I, _I, _I, _D, _D], None),
+    "curvlab_fcn": ([_P] * 9 + [_I] * 5 + [_D] * 3 + [_I] * 2, None),
+    "curvlab_exp_loop": ([_P, _P, _I, _I, _I], None),
+}
 _lock = threading.Lock()
 _state: dict[str, object] = {}
 
 
 def _cpu_tag() -> str:
     """A short hash of this CPU's model and instruction-set flags: the build uses -march=native,
-    so a torch_extensions cache shared across machines (a cluster home) must not serve it elsewhere."""
+    so a cache shared across machines (a cluster home) must not serve it elsewhere."""
     try:
         with open("/proc/cpuinfo") as fh:
             info = [line for line in fh if line.startswith(("model name", "flags"))][:2]
@@ -320,8 +368,96 @@ def _cpu_tag() -> str:
     return hashlib.sha1("".join(info).encode()).hexdigest()[:10]
 
 
-def kernel():
-    """The compiled module (``fcn_grad``, ``fused_delta``, ...) or None when disabled or unavailable."""
+def cache_dir() -> Path:
+    """Where the built library is kept: ``CURVLAB_CACHE``, else ``$XDG_CACHE_HOME/curvlab``."""
+    env = os.environ.get("CURVLAB_CACHE")
+    return Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "curvlab"
+
+
+def _build() -> Path:
+    """Compile :data:`_SOURCE` once per source, flags, compiler and CPU; returns the shared library.
+    Concurrent builders (a sweep's first jobs) each compile into their own folder and rename into
+    place, so a reader never sees a half-written file."""
+    cxx = os.environ.get("CXX", "g++")
+    version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=True).stdout
+    key = hashlib.sha1("\0".join([_SOURCE, *_FLAGS, version, _cpu_tag()]).encode()).hexdigest()[:16]
+    lib = cache_dir() / f"recovery_fused_{key}.so"
+    if not lib.exists():
+        lib.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=lib.parent) as tmp:
+            src = Path(tmp) / "fused.cpp"
+            src.write_text(_SOURCE)
+            out = subprocess.run([cxx, *_FLAGS, str(src), "-o", str(Path(tmp) / "fused.so")],
+                                 capture_output=True, text=True)
+            if out.returncode:
+                raise RuntimeError(f"{cxx} failed: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode}")
+            os.replace(Path(tmp) / "fused.so", lib)
+    return lib
+
+
+def _f64(name: str, t: Tensor, shape: tuple[int, ...]) -> int:
+    if not (t.is_contiguous() and t.dtype == torch.float64 and t.device.type == "cpu" and tuple(t.shape) == shape):
+        raise ValueError(f"{name}: contiguous CPU float64 {shape} expected, got {t.dtype} {tuple(t.shape)} on {t.device}")
+    return t.data_ptr()
+
+
+def _bool(name: str, t: Tensor, numel: int) -> int:
+    if not (t.is_contiguous() and t.dtype == torch.bool and t.device.type == "cpu" and t.numel() == numel):
+        raise ValueError(f"{name}: contiguous CPU bool with {numel} elements expected, got {t.dtype} {tuple(t.shape)}")
+    return t.data_ptr()
+
+
+class Kernels:
+    """The built library's entry points on tensors (shapes checked here; the calls release the GIL)."""
+
+    def __init__(self, lib: ctypes.CDLL):
+        for name, (args, res) in _SIGNATURES.items():
+            fn = getattr(lib, name)
+            fn.argtypes, fn.restype = args, res
+        self._lib = lib
+
+    def tiled_max_k(self) -> int:
+        return int(self._lib.curvlab_tiled_max_k())
+
+    def fused_delta(self, Z: Tensor, cc: Tensor, K: int, n: float, eps: float) -> None:
+        b, La, k, nc = Z.shape
+        if k != K:
+            raise ValueError(f"fused_delta: Z.size(2) = {k} != K = {K}")
+        self._lib.curvlab_fused_delta(_f64("Z", Z, (b, La, K, nc)), _f64("cc", cc.view(b, nc), (b, nc)),
+                                      b, La, K, nc, n, eps)
+
+    def _fcn(self, Wt: Tensor, Xp: Tensor, cc: Tensor, skip: Tensor, K: int) -> tuple[int, ...]:
+        if not 1 <= K <= self.tiled_max_k():
+            raise ValueError(f"fcn kernel: K = {K} not compiled here (max {self.tiled_max_k()})")
+        b, LaK, d = Wt.shape
+        if LaK % K:
+            raise ValueError(f"fcn kernel: Wt (b, La K, d) with K = {K}, got {tuple(Wt.shape)}")
+        La, nv = LaK // K, Xp.shape[1]
+        _f64("Wt", Wt, (b, LaK, d)), _f64("Xp", Xp, (b, nv, d, 8)), _f64("cc", cc, (b, nv * 8))
+        _bool("skip", skip, b * La)
+        return b, La, d, nv
+
+    def fcn_grad(self, Wt: Tensor, Xp: Tensor, cc: Tensor, skip: Tensor, G: Tensor, K: int, n: float, eps: float,
+                 mode: int) -> None:
+        b, La, d, nv = self._fcn(Wt, Xp, cc, skip, K)
+        g = _f64("G", G, tuple(Wt.shape))
+        self._lib.curvlab_fcn(Wt.data_ptr(), Xp.data_ptr(), cc.data_ptr(), skip.data_ptr(), g, None, None, None,
+                              None, b, La, K, d, nv, n, eps, 0.0, 0, mode)
+
+    def fcn_step(self, Wt: Tensor, Xp: Tensor, cc: Tensor, skip: Tensor, eta: Tensor, bound: Tensor, gn: Tensor,
+                 stepped: Tensor, K: int, n: float, eps: float, tol: float, apply: bool) -> None:
+        b, La, d, nv = self._fcn(Wt, Xp, cc, skip, K)
+        self._lib.curvlab_fcn(Wt.data_ptr(), Xp.data_ptr(), cc.data_ptr(), skip.data_ptr(), None,
+                              _f64("eta", eta, (b,)), _f64("bound", bound, (b, La)), _f64("gn", gn, (b, La)),
+                              _bool("stepped", stepped, b * La), b, La, K, d, nv, n, eps, tol, int(apply), 0)
+
+    def exp_loop(self, x: Tensor, out: Tensor, reps: int, impl: int) -> None:
+        self._lib.curvlab_exp_loop(_f64("x", x, (x.numel(),)), _f64("out", out, (x.numel(),)), x.numel(), reps, impl)
+
+
+def kernel() -> Kernels | None:
+    """The compiled kernels (``fcn_step``, ``fcn_grad``, ``fused_delta``, ...) or None when disabled or
+    unavailable."""
     if os.environ.get("CURVLAB_NO_FUSED") == "1":
         return None
     if "mod" in _state:
@@ -329,14 +465,8 @@ def kernel():
     with _lock:
         if "mod" not in _state:
             try:
-                from torch.utils.cpp_extension import load_inline
-
-                _state["mod"] = load_inline(
-                    f"curvlab_recovery_fused_v3_{_cpu_tag()}", cpp_sources=_SOURCE,
-                    extra_cflags=["-O3", "-march=native", "-ffast-math", "-fopenmp-simd", "-mprefer-vector-width=512"],
-                    verbose=False,
-                )
-            except Exception as exc:  # no compiler, no headers, ...: the eager path is used
+                _state["mod"] = Kernels(ctypes.CDLL(str(_build())))
+            except Exception as exc:  # no compiler, ...: the eager path is used
                 log.warning("fused recovery kernel unavailable (%s: %s); using eager ops",
                             type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
                 _state["mod"] = None
@@ -346,4 +476,4 @@ def kernel():
 def tiled_max_k() -> int:
     """Largest K that ``fcn_grad`` serves here (0: not compiled, no AVX-512, or no kernel)."""
     mod = kernel()
-    return int(mod.tiled_max_k()) if mod is not None else 0
+    return mod.tiled_max_k() if mod is not None else 0

@@ -163,7 +163,7 @@ def _split_samples(kind: str, X: Tensor, y: Tensor, K: int, nc: int) -> list[tup
 
 
 def _tiled(kind: str, K: int, X: Tensor) -> bool:
-    """Whether the step runs the fused FCN kernel (``fused.fcn_grad``): FCN, CPU float64, K within
+    """Whether the step runs the fused FCN kernel (``fused.fcn_step``): FCN, CPU float64, K within
     what it was compiled for, not disabled by ``CURVLAB_NO_TILED=1`` (BLAS GEMMs around the fused
     elementwise pass, or eager ops, instead)."""
     if kind != "fcn" or X.device.type != "cpu" or X.dtype != torch.float64 or os.environ.get("CURVLAB_NO_TILED") == "1":
@@ -207,9 +207,9 @@ class _Packed:
         self.Wt = Wg.transpose(2, 3).reshape(B, La * K, -1).contiguous() if kind == "fcn" else Wg.contiguous()
         self.blocks = []
         # the fused FCN kernel: X in 8-sample panels, all sets in one call per worker thread
-        self.panels = self.fcn_grad = None
+        self.panels = self.fcn_step = None
         if _tiled(kind, K, data.X):
-            self.panels, self.fcn_grad = _panels(data.X[self.set_idx], data.y[self.set_idx], K), fused.kernel().fcn_grad
+            self.panels, self.fcn_step = _panels(data.X[self.set_idx], data.y[self.set_idx], K), fused.kernel().fcn_step
             return
         per_sample = La * K  # Z elements per sample and set
         nc = max(1, min(n, block_elements // max(per_sample, 1)))
@@ -284,7 +284,7 @@ class BatchedGD:
         on_cpu = dev.type == "cpu"
         if block_elements is None:
             block_elements = BLOCK_ELEMENTS if on_cpu else DEVICE_BLOCK_ELEMENTS
-        self.data, self.eta, self.max_iter, self.tol, self.eps = data, eta.to(dev), max_iter, tol, eps
+        self.data, self.eta, self.max_iter, self.tol, self.eps = data, eta.to(dev, dtype), max_iter, tol, eps
         self.compact_every, self.compact_below, self.block_elements = compact_every, compact_below, block_elements
         self.workers = default_workers() if workers is None else max(1, int(workers))
         self.W = W0.detach().to(dev, dtype).clone()
@@ -319,28 +319,15 @@ class BatchedGD:
             return False
         pk, t, data = self._pk, self.t, self.data
         B, La = pk.frozen.shape
-        frozen = pk.frozen
-        if t == self.max_iter:  # the last iterate: gradient norms only, no update
-            frozen = torch.ones_like(frozen)
-        G = torch.empty_like(pk.Wt)
-        if pk.panels is not None:  # one kernel call per worker on a contiguous range of sets
-            Xp, cc = pk.panels
-            fn = pk.fcn_grad
-            parts = min(B, 1 if self._pool is None else self.workers)
-            cuts = [B * i // parts for i in range(parts + 1)]
-            # frozen slots' gradients are never read: the kernel skips them (G = 0 there)
-            jobs = [(pk.Wt[b0:b1], Xp[b0:b1], cc[b0:b1], pk.frozen[b0:b1], G[b0:b1], data.K, float(data.n),
-                     self.eps, 0) for b0, b1 in zip(cuts[:-1], cuts[1:])]
+        last = t == self.max_iter  # the last iterate: gradient norms only, no update
+        if pk.panels is not None:  # gradient and update in one kernel call per worker, sets split evenly
+            gn, stepped = self._fused_step(pk, apply=not last)
         else:
-            fn = _block_grad
+            frozen = torch.ones_like(pk.frozen) if last else pk.frozen
+            G = torch.empty_like(pk.Wt)
             jobs = [(data.kind, data.K, data.n, pk.Wt[b0:b1], ch, self.eps, G[b0:b1]) for b0, b1, ch in pk.blocks]
-        if self._pool is None or len(jobs) == 1:
-            for job in jobs:
-                fn(*job)
-        else:
-            for f in [self._pool.submit(fn, *job) for job in jobs]:
-                f.result()
-        gn, stepped = _update(pk.Wt, G, pk.eta, frozen, self.tol, pk.bound)
+            self._map(_block_grad, jobs)
+            gn, stepped = _update(pk.Wt, G, pk.eta, frozen, self.tol, pk.bound)
         self.steps += 1
         self.trial_steps += B * La
         # bookkeeping over all packed slots with masks (pk.flat holds distinct trial ids): no host sync
@@ -376,6 +363,30 @@ class BatchedGD:
             pk.write_back(self.W)
             self._pk = _Packed(data, self.eta, self.W, self.running, self.block_elements, self.bound)
         return True
+
+    def _map(self, fn, jobs: list[tuple]) -> None:
+        """Run ``fn(*job)`` for every job, on the worker threads when there are several."""
+        if self._pool is None or len(jobs) == 1:
+            for job in jobs:
+                fn(*job)
+        else:
+            for f in [self._pool.submit(fn, *job) for job in jobs]:
+                f.result()
+
+    def _fused_step(self, pk: _Packed, apply: bool) -> tuple[Tensor, Tensor]:
+        """``fused.fcn_step`` on the packed batch: the gradient and :func:`_update` of every slot that
+        is not frozen, W updated in place when ``apply``; returns (grad norm, stepped), (B, La)."""
+        B, La = pk.frozen.shape
+        Xp, cc = pk.panels
+        gn = pk.Wt.new_empty(B, La)
+        stepped = torch.empty(B, La, dtype=torch.bool, device=pk.Wt.device)
+        parts = min(B, 1 if self._pool is None else self.workers)
+        cuts = [B * i // parts for i in range(parts + 1)]
+        args = (self.data.K, float(self.data.n), self.eps, self.tol, apply)
+        self._map(pk.fcn_step, [(pk.Wt[b0:b1], Xp[b0:b1], cc[b0:b1], pk.frozen[b0:b1], pk.eta[b0:b1],
+                                 pk.bound[b0:b1], gn[b0:b1], stepped[b0:b1], *args)
+                                for b0, b1 in zip(cuts[:-1], cuts[1:])])
+        return gn, stepped
 
     def _stalled(self, flat: Tensor, moved: Tensor, gn: Tensor) -> Tensor:
         """Update the running minimum and staleness of the slots that ``moved``; returns the slots
