@@ -10,7 +10,7 @@ TORCH  := torch==2.14.1 torchvision==0.29.1
 export WANDB_MODE ?= offline
 export WANDB_START_METHOD := thread
 
-.PHONY: demo test test-all bench reproduce report clean venv
+.PHONY: demo test test-slow test-all bench reproduce report clean venv
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -24,6 +24,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" -n auto --dist worksteal
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow -n auto --dist worksteal
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q -n auto --dist worksteal

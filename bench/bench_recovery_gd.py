@@ -148,7 +148,7 @@ def exp_seconds(count: int, impl: int = 0, reps: int = 200) -> float:
 def floor_table(data, W0, eta, steps: int, peak1: float) -> None:
     """The 1-worker step, fused FCN kernel vs BLAS GEMMs + fused elementwise pass, against the floor."""
     if fused.tiled_max_k() < data.K:
-        print("fused FCN kernel not built here (no g++ or no AVX-512): floor table skipped")
+        print("fused FCN kernel not built here (no g++, or neither AVX-512 nor AVX2): floor table skipped")
         return
     S, n, d = data.X.shape
     K = data.K

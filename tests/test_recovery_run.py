@@ -20,7 +20,7 @@ TINY = ["data.d=6", "data.sets=3", "init.inits=3", "trainer.max_steps=60", "prog
 def test_multirun_then_figures(tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_cli("curvlab.train", "-m", "experiment=fig3a_fcn_success", "data.n=100,200,400",
-                   f"hydra.sweep.dir={sweep}", "hydra.launcher.n_jobs=2", *TINY)
+                   f"hydra.sweep.dir={sweep}", "hydra/launcher=basic", *TINY)
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = load_runs(sweep)
     assert sorted(r.summary["n"] for r in runs) == [100, 200, 400]

@@ -16,7 +16,7 @@ from curvlab.run.fit import run
 from curvlab.run.store import load_runs
 
 SWEEP = ["curvlab.train", "-m", "experiment=fig1_mnist", "data=mnist_offline", "data.n=64", "model.width=8,16",
-         "seed=0,1", "optimizer.lr=2", "progress_bar=false", "logger=csv", "threads=1", "hydra.launcher.n_jobs=2"]
+         "seed=0", "optimizer.lr=2", "progress_bar=false", "logger=csv", "threads=1", "hydra.launcher.n_jobs=2"]
 
 
 def _results(sweep):
@@ -27,13 +27,13 @@ def _results(sweep):
     }
 
 
+@pytest.mark.slow
 def test_killed_job_is_rerun_and_results_equal_uninterrupted(tmp_path):
-    steps = "trainer.max_steps=1500"
-    clean = tmp_path / "clean"  # the uninterrupted reference: the sweep's four grid points run here
-    common = [o for o in SWEEP[2:] if not o.startswith(("model.width", "seed", "hydra."))]
+    steps = "trainer.max_steps=600"
+    clean = tmp_path / "clean"  # the uninterrupted reference: the sweep's two grid points run here
+    common = [o for o in SWEEP[2:] if not o.startswith(("model.width", "hydra."))]
     for width in (8, 16):
-        for seed in (0, 1):
-            run(compose_cfg([*common, steps, f"model.width={width}", f"seed={seed}"]), clean / f"{width}-{seed}")
+        run(compose_cfg([*common, steps, f"model.width={width}"]), clean / f"{width}")
 
     faulty = tmp_path / "faulty"
     env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONWARNINGS": "ignore"}
@@ -50,9 +50,9 @@ def test_killed_job_is_rerun_and_results_equal_uninterrupted(tmp_path):
 
     proc = run_cli(*SWEEP, steps, f"hydra.sweep.dir={faulty}")  # the same sweep again: resumes
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert sorted(p.parent.name for p in faulty.glob("*/summary.json")) == ["0", "1", "2", "3"]
+    assert sorted(p.parent.name for p in faulty.glob("*/summary.json")) == ["0", "1"]
     got, want = _results(faulty), _results(clean)
-    assert len(got) == 4 and all(v[0] in ("completed", "converged") for v in got.values())
+    assert len(got) == 2 and all(v[0] in ("completed", "converged") for v in got.values())
     assert got == want  # bit-identical to the uninterrupted runs
 
 
@@ -74,6 +74,7 @@ def test_nan_mid_run_marks_diverged_and_keeps_history(tmp_path, monkeypatch):
     assert (tmp_path / "summary.json").exists()
 
 
+@pytest.mark.slow
 def test_submitit_local_multirun(tmp_path):
     proc = run_cli("curvlab.train", "-m", "hydra/launcher=submitit_local_run", "experiment=fig1_mnist",
                    "data=mnist_offline", "data.n=32", "model.width=8,16,32", "seed=0", "trainer.max_steps=3",

@@ -27,6 +27,7 @@ def _summaries(sweep):
     return {d.name: (d / "summary.json").read_bytes() for d in sorted(sweep.iterdir()) if (d / "summary.json").exists()}
 
 
+@pytest.mark.slow
 def test_changed_config_is_refused_before_any_job_and_rerun_on_request(tmp_path):
     sweep = tmp_path / "D"
     first = run_cli(*SWEEP, "trainer.max_steps=20", f"hydra.sweep.dir={sweep}")
@@ -106,6 +107,7 @@ def test_a_live_claim_is_respected_and_a_dead_ones_is_taken_over(tmp_path):
     assert not (tmp_path / RUNNING).exists()  # released: no claim left behind
 
 
+@pytest.mark.slow
 def test_same_sweep_launched_twice_at_once_runs_each_job_once(tmp_path):
     sweep = tmp_path / "D"
     holder = _holder(sweep / "1", 600)  # a live process holds job 1 while both launches run
@@ -124,6 +126,7 @@ def test_same_sweep_launched_twice_at_once_runs_each_job_once(tmp_path):
     assert read_history(sweep / "1" / "metrics.csv")["step"] == [float(t) for t in range(400)]
 
 
+@pytest.mark.slow
 def test_sigterm_exits_143_and_leaves_the_run_incomplete(tmp_path):
     env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONWARNINGS": "ignore"}
     proc = subprocess.Popen([sys.executable, "-m", "curvlab.train", *BASE, "trainer.max_steps=1000000",

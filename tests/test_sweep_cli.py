@@ -12,7 +12,7 @@ TINY = ["data.n=48", "trainer.max_steps=3", "progress_bar=false", "logger=csv"]
 def test_multirun_then_figure_then_resume(tmp_path):
     sweep = tmp_path / "sweep"
     args = ["curvlab.train", "-m", "experiment=fig1_mnist", "data=mnist_offline", "model.width=8,16,32",
-            "seed=0", f"hydra.sweep.dir={sweep}", "hydra.launcher.n_jobs=2", *TINY]
+            "seed=0", f"hydra.sweep.dir={sweep}", "hydra/launcher=basic", *TINY]  # jobs in-process: no worker start-up
     proc = run_cli(*args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = load_runs(sweep)

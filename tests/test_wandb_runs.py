@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
 from conftest import ROOT
 
 from curvlab.figures import draw_from_wandb
@@ -48,6 +50,7 @@ def test_history_columns_maps_trainer_step():
     assert cols["gbar_norm"][1] == 0.1 and cols["gbar_norm"][0] != cols["gbar_norm"][0]  # NaN where missing
 
 
+@pytest.mark.slow
 def test_fig1_from_offline_wandb_histories(tmp_path):
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_START_METHOD": "thread", "PYTHONWARNINGS": "ignore",
            "WANDB_SILENT": "true"}

@@ -16,44 +16,47 @@ from wandb.sdk.launch.sweeps.utils import create_sweep_command, create_sweep_com
 SWEEP_FILES = sorted((ROOT / "sweeps").glob("*.yaml"))
 
 
-def _grid(cfg: dict) -> list[dict]:
-    """Enumerate the grid as the sweep controller does (sweeps.next_run until exhausted)."""
-    runs: list[sweeps.SweepRun] = []
-    while (nxt := sweeps.next_run(cfg, runs, validate=True)) is not None:
-        nxt.state = sweeps.RunState.finished
-        runs.append(nxt)
-    return [{k: v["value"] for k, v in r.config.items()} for r in runs]
+def _grid(cfg: dict, size: int) -> list[dict]:
+    """Enumerate the grid as the sweep controller does: ``sweeps.next_runs`` asked for one run more
+    than the grid holds answers every grid point, then None (exhausted)."""
+    runs = sweeps.next_runs(cfg, [], validate=True, n=size + 1)
+    assert runs[-1] is None
+    return [{k: v["value"] for k, v in r.config.items()} for r in runs[:-1]]
 
 
 @pytest.mark.parametrize("path", SWEEP_FILES, ids=[p.stem for p in SWEEP_FILES])
 def test_sweep_file(path: Path):
     cfg = yaml.safe_load(path.read_text())
     assert sweeps.schema_violations_from_proposed_config(cfg) == []
-    grid = _grid(cfg)
     expected = 1
     for spec in cfg["parameters"].values():
         expected *= len(spec["values"])
-    assert len(grid) == expected
+    grid = _grid(cfg, expected)
+    assert len(grid) == expected and len({repr(sorted(p.items())) for p in grid}) == expected
     GlobalHydra.instance().clear()
-    composed: set[str] = set()
+    composed: dict[tuple, set[str]] = {}  # per choice of the swept config groups
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):  # once for the whole grid
         for params in _covering(cfg, grid):
             overrides = _command(cfg, params)
             _check_command(cfg, params, overrides)
-            composed.update(overrides)
+            composed.setdefault(_group_choice(params), set()).update(overrides)
     for params in grid:  # every command the agent would run is made of overrides composed above
-        assert set(_command(cfg, params)) <= composed
+        assert set(_command(cfg, params)) <= composed[_group_choice(params)]
+
+
+def _group_choice(params: dict) -> tuple:
+    """The grid point's choices of swept config groups (they decide which keys exist)."""
+    return tuple((k, repr(v)) for k, v in params.items() if (CONF / k).is_dir())
 
 
 def _covering(cfg: dict, grid: list[dict]) -> list[dict]:
-    """Grid points in which every value of every swept key occurs at least once. Hydra applies value
-    overrides one by one, so a command whose overrides each composed in some command composes too;
-    a grid that sweeps a config group (whose choice decides which keys exist) is composed whole."""
-    if any((CONF / key).is_dir() for key in cfg["parameters"]):
-        return grid
+    """Grid points in which, for each choice of the swept config groups (which decides the keys that
+    exist), every value of every other swept key occurs at least once. Hydra applies value overrides
+    one by one on the composed groups, so a command whose overrides each composed in some command
+    with the same group choices composes too."""
     chosen, seen = [], set()
     for params in grid:
-        pairs = {(k, repr(v)) for k, v in params.items()}
+        pairs = {(_group_choice(params), k, repr(v)) for k, v in params.items()}
         if pairs - seen:
             chosen.append(params)
             seen |= pairs

@@ -7,10 +7,12 @@ If the build fails, or ``CURVLAB_NO_FUSED=1`` is set, :mod:`curvlab.recovery.gd`
 all paths give the same numbers to round-off (tests/test_recovery_fused.py, tests/test_recovery_gd.py). CPU float64 only. The
 ctypes calls release the GIL, so the step's worker threads run them in parallel.
 
-``fcn_grad(Wt, Xp, cc, skip, G, K, n, eps, mode)``: the whole FCN gradient in one pass (AVX-512
-builds, K <= 8). Per set and slot l, over tiles of 8 V samples (V = min(8, 24 // K)):
+``fcn_grad(Wt, Xp, cc, skip, G, K, n, eps, mode)``: the whole FCN gradient in one pass (AVX-512 or
+AVX2 + FMA builds, K <= 8). The tile code is written once on 8-lane vectors (the width of one X
+panel): one zmm register on AVX-512, two ymm on AVX2. Per set and slot l, over tiles of 8 P samples
+(P = min(8, A // K), A = 24 accumulators of 32 zmm registers, 6 of 16 ymm pairs):
 
-    z_k = w_lk^T x_i                        (FMA micro-GEMM into K x V zmm accumulators)
+    z_k = w_lk^T x_i                        (FMA micro-GEMM into K x P vector accumulators)
     s_k = 1 / (1 + exp(-z_k)),  Hs = sum_k s_k
     r = 1 / (cc_i - n Hs) if K eps <= Hs <= K (1 - eps) else 0,   D_k = r (s_k - s_k^2)
     g_lk += sum_i D_k x_i                   (per-lane partial sums, reduced once per slot)
@@ -22,7 +24,8 @@ zero row adds exactly 0 for finite W); cc (b, n8) = (1 - y) K n, 0 in the paddin
 bool: slots whose gradient is not used (frozen), their G rows are set to 0; G (b, La K, d) out.
 mode 1 leaves out the elementwise part (D = z: the two GEMMs alone, for the benchmark).
 exp is Cody-Waite reduction (two-part ln 2, FMA), the degree-13 Taylor polynomial on
-|r| <= ln2 / 2 (truncation < 5e-18) and ``vscalefpd``; 1 / a is ``vrcp14pd`` with two Newton steps.
+|r| <= ln2 / 2 (truncation < 5e-18) and 2^k by ``vscalefpd`` (AVX-512) or as 2^(k/2) 2^(k - k/2)
+from exponent bits (AVX2); 1 / a is ``vrcp14pd`` with two Newton steps (AVX-512) or ``vdivpd``.
 Both are within about 1 ulp (ATen's Sleef exp: 1 ulp), so the gradient agrees with the eager path
 to ~1e-15 relative. ``tiled_max_k()`` is 8 where this kernel is compiled, else 0.
 
@@ -34,7 +37,7 @@ slots get gn = 0, stepped = false. eta (b,), bound / gn (b, La) float64, stepped
 No G leaves the kernel, and the step makes none of the eager update's passes over (b, La K, d).
 
 ``fused_delta(Z, cc, K, n, eps)``: the elementwise part alone, in place on Z (b, La, K, nc) between
-two BLAS GEMMs (CNN, K > 8, CPUs without AVX-512); one pass per row, compiler-vectorized exp
+two BLAS GEMMs (CNN, K > 8, CPUs without AVX-512 or AVX2); one pass per row, compiler-vectorized exp
 (``-ffast-math``: glibc's libmvec):
 
     s = sigmoid(Z),  Hs = sum_k s_k,  r as above,  Z <- r s (1 - s),   cc (b, 1, 1, nc) = (1 - y) K n.
@@ -66,7 +69,7 @@ _SOURCE = r"""
 #include <cstring>
 #include <limits>
 #include <vector>
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
@@ -106,107 +109,202 @@ static void fused_delta(double* z, const double* c, int64_t B, int64_t La, int64
   }
 }
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+#define CURVLAB_TILED 1
 namespace {
 
 constexpr int kMaxK = 8;
 
-// exp(x) on 8 lanes. x = k ln2 + r with k = rint(x log2 e); x - k ln2_hi is exact (FMA, |r| < 1/2),
-// then - k ln2_lo; exp(r) by the degree-13 Taylor polynomial (|r| <= ln2/2: truncation < 5e-18);
-// times 2^k by vscalefpd (exact, gradual underflow, inf past 709.78). Inputs are clamped to
-// [-746, 710], which bounds k; NaN propagates (min/max return their second operand on NaN).
-__attribute__((always_inline)) inline __m512d exp8(__m512d x) {
-  x = _mm512_max_pd(_mm512_set1_pd(-746.0), _mm512_min_pd(_mm512_set1_pd(710.0), x));
-  const __m512d k = _mm512_roundscale_pd(_mm512_mul_pd(x, _mm512_set1_pd(1.4426950408889634)),
-                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512d r = _mm512_fnmadd_pd(k, _mm512_set1_pd(0.6931471805599453), x);
-  r = _mm512_fnmadd_pd(k, _mm512_set1_pd(2.3190468138462996e-17), r);
-  __m512d p = _mm512_set1_pd(1.6059043836821613e-10);
-  p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(2.08767569878681e-09));
-  p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(2.505210838544172e-08));
-  p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(2.755731922398589e-07));
-  p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(2.7557319223985893e-06));
-  p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(2.48015873015873e-05));
-  p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(0.0001984126984126984));
-  p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(0.001388888888888889));
-  p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(0.008333333333333333));
-  p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(0.041666666666666664));
-  p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(0.16666666666666666));
-  p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(0.5));
-  p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(1.0));
-  p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(1.0));
-  return _mm512_scalef_pd(p, k);
+// 8 double lanes, the width of one X panel: one zmm register (AVX-512) or two ymm (AVX2). The tile
+// code below is written once in these operations; each ISA defines them.
+#if defined(__AVX512F__)
+using vec = __m512d;
+constexpr int kAcc = 24;  // z accumulators per tile (of 32 registers)
+__attribute__((always_inline)) inline vec vzero() { return _mm512_setzero_pd(); }
+__attribute__((always_inline)) inline vec vset(double a) { return _mm512_set1_pd(a); }
+__attribute__((always_inline)) inline vec vload(const double* p) { return _mm512_loadu_pd(p); }
+__attribute__((always_inline)) inline void vstore(double* p, vec a) { _mm512_storeu_pd(p, a); }
+__attribute__((always_inline)) inline vec vadd(vec a, vec b) { return _mm512_add_pd(a, b); }
+__attribute__((always_inline)) inline vec vsub(vec a, vec b) { return _mm512_sub_pd(a, b); }
+__attribute__((always_inline)) inline vec vmul(vec a, vec b) { return _mm512_mul_pd(a, b); }
+__attribute__((always_inline)) inline vec vmin(vec a, vec b) { return _mm512_min_pd(a, b); }
+__attribute__((always_inline)) inline vec vfma(vec a, vec b, vec c) { return _mm512_fmadd_pd(a, b, c); }
+__attribute__((always_inline)) inline vec vfnma(vec a, vec b, vec c) { return _mm512_fnmadd_pd(a, b, c); }
+__attribute__((always_inline)) inline double vsum(vec a) { return _mm512_reduce_add_pd(a); }
+// r where lo <= h <= hi (ordered: false on NaN), else 0
+__attribute__((always_inline)) inline vec vkeep(vec r, vec h, vec lo, vec hi) {
+  return _mm512_maskz_mov_pd(_mm512_cmp_pd_mask(h, lo, _CMP_GE_OQ) & _mm512_cmp_pd_mask(h, hi, _CMP_LE_OQ), r);
 }
 
-// 1 / a on 8 lanes: vrcp14pd (rel. error < 2^-14), two Newton steps (2^-56, then one rounding).
-__attribute__((always_inline)) inline __m512d recip8(__m512d a) {
-  const __m512d one = _mm512_set1_pd(1.0);
-  __m512d y = _mm512_rcp14_pd(a);
-  __m512d e = _mm512_fnmadd_pd(a, y, one);
+// exp(x). x = k ln2 + r with k = rint(x log2 e); x - k ln2_hi is exact (FMA, |r| < 1/2), then
+// - k ln2_lo; exp(r) by the degree-13 Taylor polynomial (|r| <= ln2/2: truncation < 5e-18); times
+// 2^k by vscalefpd (exact, gradual underflow, inf past 709.78). Inputs are clamped to [-746, 710],
+// which bounds k; NaN propagates (min/max return their second operand on NaN).
+__attribute__((always_inline)) inline vec exp_reduce(vec x, vec& k) {
+  x = _mm512_max_pd(_mm512_set1_pd(-746.0), _mm512_min_pd(_mm512_set1_pd(710.0), x));
+  k = _mm512_roundscale_pd(_mm512_mul_pd(x, _mm512_set1_pd(1.4426950408889634)),
+                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const vec r = _mm512_fnmadd_pd(k, _mm512_set1_pd(0.6931471805599453), x);
+  return _mm512_fnmadd_pd(k, _mm512_set1_pd(2.3190468138462996e-17), r);
+}
+__attribute__((always_inline)) inline vec exp_scale(vec p, vec k) { return _mm512_scalef_pd(p, k); }
+
+// 1 / a: vrcp14pd (rel. error < 2^-14), two Newton steps (2^-56, then one rounding).
+__attribute__((always_inline)) inline vec recip8(vec a) {
+  const vec one = _mm512_set1_pd(1.0);
+  vec y = _mm512_rcp14_pd(a);
+  vec e = _mm512_fnmadd_pd(a, y, one);
   y = _mm512_fmadd_pd(y, e, y);
   e = _mm512_fnmadd_pd(a, y, one);
   return _mm512_fmadd_pd(y, e, y);
 }
+#else
+struct vec {
+  __m256d a, b;
+};
+constexpr int kAcc = 6;  // z accumulators per tile (each two of 16 registers)
+__attribute__((always_inline)) inline vec vzero() { return {_mm256_setzero_pd(), _mm256_setzero_pd()}; }
+__attribute__((always_inline)) inline vec vset(double a) { return {_mm256_set1_pd(a), _mm256_set1_pd(a)}; }
+__attribute__((always_inline)) inline vec vload(const double* p) { return {_mm256_loadu_pd(p), _mm256_loadu_pd(p + 4)}; }
+__attribute__((always_inline)) inline void vstore(double* p, vec x) {
+  _mm256_storeu_pd(p, x.a);
+  _mm256_storeu_pd(p + 4, x.b);
+}
+#define CURVLAB_LANES2(name, op)                                                                   \
+  __attribute__((always_inline)) inline vec name(vec x, vec y) { return {op(x.a, y.a), op(x.b, y.b)}; }
+CURVLAB_LANES2(vadd, _mm256_add_pd)
+CURVLAB_LANES2(vsub, _mm256_sub_pd)
+CURVLAB_LANES2(vmul, _mm256_mul_pd)
+CURVLAB_LANES2(vmin, _mm256_min_pd)
+#undef CURVLAB_LANES2
+__attribute__((always_inline)) inline vec vfma(vec x, vec y, vec z) {
+  return {_mm256_fmadd_pd(x.a, y.a, z.a), _mm256_fmadd_pd(x.b, y.b, z.b)};
+}
+__attribute__((always_inline)) inline vec vfnma(vec x, vec y, vec z) {
+  return {_mm256_fnmadd_pd(x.a, y.a, z.a), _mm256_fnmadd_pd(x.b, y.b, z.b)};
+}
+__attribute__((always_inline)) inline double vsum(vec x) {
+  const __m256d s = _mm256_add_pd(x.a, x.b);
+  const __m128d h = _mm_add_pd(_mm256_castpd256_pd128(s), _mm256_extractf128_pd(s, 1));
+  return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
+}
+__attribute__((always_inline)) inline __m256d keep4(__m256d r, __m256d h, __m256d lo, __m256d hi) {
+  return _mm256_and_pd(r, _mm256_and_pd(_mm256_cmp_pd(h, lo, _CMP_GE_OQ), _mm256_cmp_pd(h, hi, _CMP_LE_OQ)));
+}
+__attribute__((always_inline)) inline vec vkeep(vec r, vec h, vec lo, vec hi) {
+  return {keep4(r.a, h.a, lo.a, hi.a), keep4(r.b, h.b, lo.b, hi.b)};
+}
 
-// One slot, V panels of 8 samples: z = W_l x (K x V accumulators), D = r s (1 - s), g += D x.
+// exp(x) as in the AVX-512 build (same reduction and polynomial); 2^k is applied as 2^k1 2^k2 with
+// k1 = floor(k / 2), k2 = k - k1 (each a normal power of two built from its exponent bits), so the
+// product is exact or rounds once into the subnormal range, and overflows to inf past 709.78.
+__attribute__((always_inline)) inline __m256d exp_reduce4(__m256d x, __m256d& k) {
+  x = _mm256_max_pd(_mm256_set1_pd(-746.0), _mm256_min_pd(_mm256_set1_pd(710.0), x));
+  k = _mm256_round_pd(_mm256_mul_pd(x, _mm256_set1_pd(1.4426950408889634)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m256d r = _mm256_fnmadd_pd(k, _mm256_set1_pd(0.6931471805599453), x);
+  return _mm256_fnmadd_pd(k, _mm256_set1_pd(2.3190468138462996e-17), r);
+}
+// 2^j for integer-valued j in [-1022, 1023]: j + 1.5 2^52 holds j in its low mantissa bits.
+__attribute__((always_inline)) inline __m256d pow2_4(__m256d j) {
+  const __m256i bits = _mm256_castpd_si256(_mm256_add_pd(j, _mm256_set1_pd(6755399441055744.0)));
+  return _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_add_epi64(bits, _mm256_set1_epi64x(1023)), 52));
+}
+__attribute__((always_inline)) inline __m256d exp_scale4(__m256d p, __m256d k) {
+  const __m256d k1 = _mm256_floor_pd(_mm256_mul_pd(k, _mm256_set1_pd(0.5)));
+  __m256d q = _mm256_mul_pd(p, pow2_4(k1));
+  asm("" : "+x"(q));  // keeps the products apart: -ffast-math would form 2^k1 2^k2 first (inf at k = 1024)
+  return _mm256_mul_pd(q, pow2_4(_mm256_sub_pd(k, k1)));
+}
+__attribute__((always_inline)) inline vec exp_reduce(vec x, vec& k) {
+  return {exp_reduce4(x.a, k.a), exp_reduce4(x.b, k.b)};
+}
+__attribute__((always_inline)) inline vec exp_scale(vec p, vec k) { return {exp_scale4(p.a, k.a), exp_scale4(p.b, k.b)}; }
+
+// 1 / a: vdivpd (correctly rounded; AVX2 has no double reciprocal estimate).
+__attribute__((always_inline)) inline vec recip8(vec x) {
+  const __m256d one = _mm256_set1_pd(1.0);
+  return {_mm256_div_pd(one, x.a), _mm256_div_pd(one, x.b)};
+}
+#endif
+
+__attribute__((always_inline)) inline vec exp8(vec x) {
+  vec k;
+  const vec r = exp_reduce(x, k);
+  vec p = vset(1.6059043836821613e-10);
+  p = vfma(p, r, vset(2.08767569878681e-09));
+  p = vfma(p, r, vset(2.505210838544172e-08));
+  p = vfma(p, r, vset(2.755731922398589e-07));
+  p = vfma(p, r, vset(2.7557319223985893e-06));
+  p = vfma(p, r, vset(2.48015873015873e-05));
+  p = vfma(p, r, vset(0.0001984126984126984));
+  p = vfma(p, r, vset(0.001388888888888889));
+  p = vfma(p, r, vset(0.008333333333333333));
+  p = vfma(p, r, vset(0.041666666666666664));
+  p = vfma(p, r, vset(0.16666666666666666));
+  p = vfma(p, r, vset(0.5));
+  p = vfma(p, r, vset(1.0));
+  p = vfma(p, r, vset(1.0));
+  return exp_scale(p, k);
+}
+
+// One slot, P panels of 8 samples: z = W_l x (K x P accumulators), D = r s (1 - s), g += D x.
 // w: the slot's K rows of Wt (stride d); xt: the tile's first panel (panel stride 8 d); cc: its labels
 // term; g: K d per-lane partial sums of the slot's gradient.
-template <int K, int V>
+template <int K, int P>
 inline void tile(const double* __restrict w, const double* __restrict xt, const double* __restrict cc,
-                 int64_t d, __m512d* __restrict g, __m512d nn, __m512d lo, __m512d hi, bool ew) {
-  __m512d z[K][V];
+                 int64_t d, vec* __restrict g, vec nn, vec lo, vec hi, bool ew) {
+  vec z[K][P];
 #pragma GCC unroll 8
   for (int k = 0; k < K; ++k)
 #pragma GCC unroll 8
-    for (int v = 0; v < V; ++v) z[k][v] = _mm512_setzero_pd();
+    for (int v = 0; v < P; ++v) z[k][v] = vzero();
   for (int64_t j = 0; j < d; ++j) {
-    __m512d wk[K];
+    vec wk[K];
 #pragma GCC unroll 8
-    for (int k = 0; k < K; ++k) wk[k] = _mm512_set1_pd(w[k * d + j]);
+    for (int k = 0; k < K; ++k) wk[k] = vset(w[k * d + j]);
 #pragma GCC unroll 8
-    for (int v = 0; v < V; ++v) {
-      const __m512d x = _mm512_loadu_pd(xt + (v * d + j) * 8);
+    for (int v = 0; v < P; ++v) {
+      const vec x = vload(xt + (v * d + j) * 8);
 #pragma GCC unroll 8
-      for (int k = 0; k < K; ++k) z[k][v] = _mm512_fmadd_pd(wk[k], x, z[k][v]);
+      for (int k = 0; k < K; ++k) z[k][v] = vfma(wk[k], x, z[k][v]);
     }
   }
   if (ew) {
     // exp(-z) <= e^700 keeps 1 + e in vrcp14pd's normal range; s there (< 1e-304) is 0 to the sums
-    const __m512d one = _mm512_set1_pd(1.0), zero = _mm512_setzero_pd(), cap = _mm512_set1_pd(700.0);
+    const vec one = vset(1.0), zero = vzero(), cap = vset(700.0);
 #pragma GCC unroll 8
-    for (int v = 0; v < V; ++v) {
-      __m512d hs = zero;
+    for (int v = 0; v < P; ++v) {
+      vec hs = zero;
 #pragma GCC unroll 8
       for (int k = 0; k < K; ++k) {
-        const __m512d e = exp8(_mm512_min_pd(cap, _mm512_sub_pd(zero, z[k][v])));
-        const __m512d s = recip8(_mm512_add_pd(one, e));
-        hs = _mm512_add_pd(hs, s);
-        z[k][v] = _mm512_fnmadd_pd(s, s, s);
+        const vec e = exp8(vmin(cap, vsub(zero, z[k][v])));
+        const vec s = recip8(vadd(one, e));
+        hs = vadd(hs, s);
+        z[k][v] = vfnma(s, s, s);
       }
-      const __mmask8 in = _mm512_cmp_pd_mask(hs, lo, _CMP_GE_OQ) & _mm512_cmp_pd_mask(hs, hi, _CMP_LE_OQ);
-      const __m512d r = _mm512_maskz_mov_pd(in, recip8(_mm512_fnmadd_pd(nn, hs, _mm512_loadu_pd(cc + v * 8))));
+      const vec r = vkeep(recip8(vfnma(nn, hs, vload(cc + v * 8))), hs, lo, hi);
 #pragma GCC unroll 8
-      for (int k = 0; k < K; ++k) z[k][v] = _mm512_mul_pd(r, z[k][v]);
+      for (int k = 0; k < K; ++k) z[k][v] = vmul(r, z[k][v]);
     }
   }
   for (int64_t j = 0; j < d; ++j) {
-    __m512d t[K];
+    vec t[K];
 #pragma GCC unroll 8
-    for (int k = 0; k < K; ++k) t[k] = _mm512_setzero_pd();
+    for (int k = 0; k < K; ++k) t[k] = vzero();
 #pragma GCC unroll 8
-    for (int v = 0; v < V; ++v) {
-      const __m512d x = _mm512_loadu_pd(xt + (v * d + j) * 8);
+    for (int v = 0; v < P; ++v) {
+      const vec x = vload(xt + (v * d + j) * 8);
 #pragma GCC unroll 8
-      for (int k = 0; k < K; ++k) t[k] = _mm512_fmadd_pd(z[k][v], x, t[k]);
+      for (int k = 0; k < K; ++k) t[k] = vfma(z[k][v], x, t[k]);
     }
 #pragma GCC unroll 8
-    for (int k = 0; k < K; ++k) g[k * d + j] = _mm512_add_pd(g[k * d + j], t[k]);
+    for (int k = 0; k < K; ++k) g[k * d + j] = vadd(g[k * d + j], t[k]);
   }
 }
 
 template <int K, int R>
-inline void tail(int64_t rem, const double* w, const double* xt, const double* cc, int64_t d, __m512d* g,
-                 __m512d nn, __m512d lo, __m512d hi, bool ew) {
+inline void tail(int64_t rem, const double* w, const double* xt, const double* cc, int64_t d, vec* g,
+                 vec nn, vec lo, vec hi, bool ew) {
   if constexpr (R > 0) {
     if (rem == R)
       tile<K, R>(w, xt, cc, d, g, nn, lo, hi, ew);
@@ -254,10 +352,10 @@ struct Step {
 template <int K>
 void fcn_grad_k(double* W, const double* X, const double* C, const bool* skip, double* G, const Step* st,
                 int64_t B, int64_t La, int64_t d, int64_t nv, double n, double eps, bool ew) {
-  constexpr int V = 24 / K >= 8 ? 8 : (24 / K < 1 ? 1 : 24 / K);
-  std::vector<__m512d> g(K * d);
+  constexpr int P = kAcc / K >= 8 ? 8 : (kAcc / K < 1 ? 1 : kAcc / K);
+  std::vector<vec> g(K * d);
   std::vector<double> gl(K * d);
-  const __m512d nn = _mm512_set1_pd(n), lo = _mm512_set1_pd(K * eps), hi = _mm512_set1_pd(K * (1.0 - eps));
+  const vec nn = vset(n), lo = vset(K * eps), hi = vset(K * (1.0 - eps));
   for (int64_t b = 0; b < B; ++b) {
     const double* xb = X + b * nv * d * 8;
     const double* cb = C + b * nv * 8;
@@ -273,12 +371,12 @@ void fcn_grad_k(double* W, const double* X, const double* C, const bool* skip, d
         }
         continue;
       }
-      for (auto& q : g) q = _mm512_setzero_pd();
+      for (auto& q : g) q = vzero();
       double* w = W + s * K * d;
       int64_t p = 0;
-      for (; p + V <= nv; p += V) tile<K, V>(w, xb + p * d * 8, cb + p * 8, d, g.data(), nn, lo, hi, ew);
-      tail<K, V - 1>(nv - p, w, xb + p * d * 8, cb + p * 8, d, g.data(), nn, lo, hi, ew);
-      for (int64_t q = 0; q < K * d; ++q) Gl[q] = _mm512_reduce_add_pd(g[q]);
+      for (; p + P <= nv; p += P) tile<K, P>(w, xb + p * d * 8, cb + p * 8, d, g.data(), nn, lo, hi, ew);
+      tail<K, P - 1>(nv - p, w, xb + p * d * 8, cb + p * 8, d, g.data(), nn, lo, hi, ew);
+      for (int64_t q = 0; q < K * d; ++q) Gl[q] = vsum(g[q]);
       if (st) st->stepped[s] = update(w, Gl, K * d, st->eta[b], st->bound[s], st->tol, st->apply, st->gn + s);
     }
   }
@@ -290,7 +388,7 @@ void fcn_grad_k(double* W, const double* X, const double* C, const bool* skip, d
 extern "C" {
 
 int64_t curvlab_tiled_max_k() {
-#if defined(__AVX512F__)
+#if defined(CURVLAB_TILED)
   return kMaxK;
 #else
   return 0;
@@ -306,7 +404,7 @@ void curvlab_fused_delta(double* z, const double* cc, int64_t B, int64_t La, int
 void curvlab_fcn(double* W, const double* X, const double* C, const bool* skip, double* G, const double* eta,
                  const double* bound, double* gn, bool* stepped, int64_t B, int64_t La, int64_t K, int64_t d,
                  int64_t nv, double n, double eps, double tol, int64_t apply, int64_t mode) {
-#if defined(__AVX512F__)
+#if defined(CURVLAB_TILED)
   const Step st{eta, bound, gn, stepped, tol, apply != 0};
   const Step* sp = G ? nullptr : &st;
   const bool ew = mode != 1;
@@ -325,13 +423,15 @@ void curvlab_fcn(double* W, const double* X, const double* C, const bool* skip, 
 
 void curvlab_exp_loop(const double* a, double* o, int64_t N, int64_t reps, int64_t impl) {
   for (int64_t rep = 0; rep < reps; ++rep) {
-#if defined(__AVX512F__)
+#if defined(CURVLAB_TILED)
     if (impl == 0) {
       int64_t i = 0;
-      for (; i + 8 <= N; i += 8) _mm512_storeu_pd(o + i, exp8(_mm512_loadu_pd(a + i)));
+      for (; i + 8 <= N; i += 8) vstore(o + i, exp8(vload(a + i)));
       if (i < N) {
-        const __mmask8 m = static_cast<__mmask8>((1u << (N - i)) - 1u);
-        _mm512_mask_storeu_pd(o + i, m, exp8(_mm512_maskz_loadu_pd(m, a + i)));
+        double buf[8] = {0.0};
+        std::memcpy(buf, a + i, (N - i) * sizeof(double));
+        vstore(buf, exp8(vload(buf)));
+        std::memcpy(o + i, buf, (N - i) * sizeof(double));
       }
       continue;
     }
@@ -474,6 +574,6 @@ def kernel() -> Kernels | None:
 
 
 def tiled_max_k() -> int:
-    """Largest K that ``fcn_grad`` serves here (0: not compiled, no AVX-512, or no kernel)."""
+    """Largest K that ``fcn_grad`` serves here (0: not compiled, neither AVX-512 nor AVX2, or no kernel)."""
     mod = kernel()
     return mod.tiled_max_k() if mod is not None else 0

@@ -19,7 +19,6 @@ import math
 from functools import lru_cache
 
 import numpy as np
-from scipy import integrate
 
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _HERMITE = {0: (1,), 1: (0, 1), 2: (-1, 0, 1), 3: (0, -3, 0, 1), 4: (3, 0, -6, 0, 1)}  # He_j coefficients
@@ -36,13 +35,15 @@ def dsigmoid(u):
 
 def _half_line(f, sigma: float) -> float:
     """int_0^inf f(z) N(z) dz with breakpoints at multiples of 1/sigma."""
+    from scipy.integrate import quad  # scipy.integrate costs ~0.5 s to import: only where a value is computed
+
     g = lambda z: f(z) * _INV_SQRT_2PI * math.exp(-0.5 * z * z)  # noqa: E731
     top = 40.0
     pts = sorted({p for p in (1.0 / sigma, 4.0 / sigma, 16.0 / sigma, 1.0, 4.0) if 0.0 < p < top})
     edges = [0.0, *pts, top]
     total = 0.0
     for a, b in zip(edges[:-1], edges[1:]):
-        val, _ = integrate.quad(g, a, b, epsabs=1e-15, epsrel=1e-12, limit=200)
+        val, _ = quad(g, a, b, epsabs=1e-15, epsrel=1e-12, limit=200)
         total += val
     return total
 
