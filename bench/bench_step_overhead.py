@@ -27,10 +27,7 @@ def bare_step_seconds(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, 
     t0 = time.perf_counter()
     for _ in range(steps):
         fused = fused_grads(model, x, y)
-        g = torch.sqrt(sum(t.pow(2).sum() for t in fused.grad))
-        gb = torch.sqrt(sum(t.pow(2).sum() for t in fused.gbar))
-        cos = -sum((u * v).sum() for u, v in zip(fused.grad, fused.gbar)) / (g * gb)
-        torch.stack([fused.loss, g, gb, cos]).tolist()
+        torch.stack(list(fused.step_metrics().values())).tolist()
         for p, grad in zip(model.params(), fused.grad):
             p.grad = grad
         opt.step()

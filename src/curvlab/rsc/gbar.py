@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from curvlab.geometry.flat import flatten
 from curvlab.geometry.functional import FunctionalModel
 from curvlab.geometry.gradients import loss_grad_and_gbar as generic_loss_grad_and_gbar
 from curvlab.rsc.losses import Loss, square_loss
@@ -38,6 +39,14 @@ class FusedGrads:
     out: Tensor  # (n, k) predictions
     grad: list[Tensor]  # dL/dtheta, one tensor per parameter of model.params()
     gbar: list[Tensor]  # g_bar = (1/(nk)) sum_{i,h} grad_theta f_h(theta; x_i), same layout
+
+    def step_metrics(self) -> dict[str, Tensor]:
+        """A GD step's history row at theta_t (0-dim tensors): the loss, ||grad L||, ||g_bar_t||
+        (Theorem 5.1) and cos(-grad L, g_bar_t); one flat copy of each gradient, three reductions."""
+        g, gb = flatten(self.grad), flatten(self.gbar)
+        grad_norm, gbar_norm = torch.linalg.vector_norm(g), torch.linalg.vector_norm(gb)
+        cos = -torch.dot(g, gb) / (grad_norm * gbar_norm).clamp_min(1e-30)
+        return {"loss": self.loss, "grad_norm": grad_norm, "gbar_norm": gbar_norm, "cos_neg_grad_gbar": cos}
 
 
 def forward_cache(model: DeepMLP, x: Tensor) -> ForwardCache:

@@ -45,14 +45,6 @@ NOT_NET_KEYS = ("module", "allow_nonsmooth")  # model keys that are not the netw
 NOT_OPTIMIZER_KEYS = ("omega",)  # optimizer keys that set the step size instead of reaching the optimizer
 
 
-def _norm(ts: list[torch.Tensor]) -> torch.Tensor:
-    return torch.sqrt(sum(t.pow(2).sum() for t in ts))
-
-
-def _dot(a: list[torch.Tensor], b: list[torch.Tensor]) -> torch.Tensor:
-    return sum((u * v).sum() for u, v in zip(a, b))
-
-
 def is_diverged(loss: float, bound: float) -> bool:
     """A loss that is NaN/inf or above ``bound`` marks the run diverged."""
     return not math.isfinite(loss) or loss > bound
@@ -158,20 +150,18 @@ class RSCModule(L.LightningModule):
     def _record(self, fused: FusedGrads) -> bool:
         """Log the step's row; False once the run stops here (diverged, or converged before updating)."""
         step = self.global_step
-        loss = fused.loss.item()
-        self.final_loss = loss
-        grad_norm, gbar_norm = _norm(fused.grad), _norm(fused.gbar)
-        cos = -_dot(fused.grad, fused.gbar) / (grad_norm * gbar_norm).clamp_min(1e-30)
-        metrics = {"loss": fused.loss, "grad_norm": grad_norm, "gbar_norm": gbar_norm, "cos_neg_grad_gbar": cos}
+        tensors = fused.step_metrics()
+        metrics = dict(zip(tensors, torch.stack(list(tensors.values())).tolist()))  # one read-out
+        loss = self.final_loss = metrics["loss"]
         if self.trainer.progress_bar_callback is not None:  # Lightning's logging costs ~1.8 ms a step
-            self.log_dict({"L": fused.loss, "gbar": gbar_norm}, on_step=True, on_epoch=False, prog_bar=True,
+            self.log_dict({"L": loss, "gbar": metrics["gbar_norm"]}, on_step=True, on_epoch=False, prog_bar=True,
                           logger=False)
         if is_diverged(loss, self.diverge_loss):  # logged, so the history shows where it blew up
             self.diverged = True
             self.trainer.should_stop = True
             log_row(self, metrics, step)
             return False
-        self.min_gbar = min(self.min_gbar, gbar_norm.item())
+        self.min_gbar = min(self.min_gbar, metrics["gbar_norm"])
         self.last_good_step = step
         if self.row or row_due(self, step):
             log_row(self, {**metrics, **self.row}, step)
