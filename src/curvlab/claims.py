@@ -47,7 +47,8 @@ def bootstrap(groups: Groups, statistic: Callable[[Groups], float], reps: int = 
     groups = [np.asarray(g, dtype=float) for g in groups]
     value = float(statistic(groups))
     rng = np.random.default_rng(seed)
-    draws = np.array([statistic([g[rng.integers(0, len(g), len(g))] for g in groups]) for _ in range(reps)])
+    samples = [g[rng.integers(0, len(g), (reps, len(g)))] for g in groups]  # (reps, len(g)) per group
+    draws = np.array([statistic([s[r] for s in samples]) for r in range(reps)])
     draws = draws[np.isfinite(draws)]
     if not len(draws):
         return value, float("nan"), float("nan")
@@ -62,7 +63,9 @@ def loglog_slope(x: np.ndarray, y: np.ndarray) -> float:
     ok = np.isfinite(y) & (y > 0)
     if len(np.unique(x[ok])) < 2:
         return float("nan")
-    return float(np.polyfit(np.log(x[ok]), np.log(y[ok]), 1)[0])
+    lx, ly = np.log(x[ok]), np.log(y[ok])
+    dx = lx - lx.mean()
+    return float(dx @ (ly - ly.mean()) / (dx @ dx))
 
 
 def slope_of(x: Sequence[float], reduce: Callable[[np.ndarray], float] = np.mean) -> Callable[[Groups], float]:

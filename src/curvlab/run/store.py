@@ -150,12 +150,12 @@ def read_history(path: Path) -> dict[str, list[float]]:
 
 
 def history_columns(lines: Iterable[str]) -> dict[str, list[float]]:
-    """CSV lines (header first) as float columns, empty cells NaN."""
-    cols: dict[str, list[float]] = {}
-    for row in csv.DictReader(lines):
-        for k, v in row.items():
-            cols.setdefault(k, []).append(float(v) if v not in ("", None) else math.nan)
-    return cols
+    """CSV lines (header first) as float columns, empty or missing cells NaN (none without a row)."""
+    rows = csv.reader(lines)
+    header = next(rows, [])
+    width = len(header)
+    body = [row[:width] + [""] * (width - len(row)) for row in rows if row]
+    return {k: [float(v) if v else math.nan for v in col] for k, col in zip(header, zip(*body))}
 
 
 def resolved_config(cfg: DictConfig) -> dict[str, Any]:

@@ -156,7 +156,7 @@ def load_table(folder: Path) -> list[Run]:
     """The runs of a results folder written by :func:`export`."""
     folder = Path(folder)
     meta = yaml.safe_load((folder / SWEEP).read_text())
-    common = meta.get("common") or {}
+    common = OmegaConf.create(meta.get("common") or {})
     histories = functools.cache(lambda: _histories(folder / HISTORIES))  # read once, on first use
 
     def history_of(run_id: str):
@@ -167,7 +167,7 @@ def load_table(folder: Path) -> list[Run]:
         for row in csv.DictReader(fh):
             run_id, status = row.pop("run"), row.pop("status")
             swept = {k: decode(row.pop(k)) for k in meta["swept"] if row.get(k, "") != ""}
-            config = OmegaConf.merge(OmegaConf.create(common), OmegaConf.create(_unflat(swept)))
+            config = OmegaConf.merge(common, _unflat(swept))  # a copy of common with the swept values
             summary = {"status": status, **{k: decode(v) for k, v in row.items() if v != ""}}
             runs.append(Run(folder / run_id, config, summary, load_history=history_of(run_id)))
     return runs
