@@ -17,6 +17,7 @@ from curvlab.run.store import load_runs, read_history
 TINY = ["data.d=6", "data.sets=3", "init.inits=3", "trainer.max_steps=60", "progress_bar=false", "logger=csv"]
 
 
+@pytest.mark.slow
 def test_multirun_then_figures(tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_cli("curvlab.train", "-m", "experiment=fig3a_fcn_success", "data.n=100,200,400",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import CONF, run_cli
 
 from curvlab.figures import EXPERIMENT_FIGURES
@@ -30,6 +31,7 @@ def test_wall_time_adds_up_the_launches_that_ran_jobs(tmp_path):
     assert wall_seconds(tmp_path) == 150.5
 
 
+@pytest.mark.slow
 def test_reproduce_publishes_a_sweep(tmp_path):
     args = ["curvlab.reproduce", "--only", "fig2_rho", "--sweeps", str(tmp_path / "sweeps"),
             "--results", str(tmp_path / "results"), "--jobs", "1"]

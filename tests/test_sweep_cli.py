@@ -9,6 +9,7 @@ from curvlab.run.store import load_runs
 TINY = ["data.n=48", "trainer.max_steps=3", "progress_bar=false", "logger=csv"]
 
 
+@pytest.mark.slow
 def test_multirun_then_figure_then_resume(tmp_path):
     sweep = tmp_path / "sweep"
     args = ["curvlab.train", "-m", "experiment=fig1_mnist", "data=mnist_offline", "model.width=8,16,32",
