@@ -270,7 +270,7 @@ inline void tile(const double* __restrict w, const double* __restrict xt, const 
     }
   }
   if (ew) {
-    // exp(-z) <= e^700 keeps 1 + e in vrcp14pd's normal range; s there (< 1e-304) is 0 to the sums
+    // exp(-z) <= e^700 keeps 1 + e finite and normal (vrcp14pd's range); s there (< 1e-304) is 0 to the sums
     const vec one = vset(1.0), zero = vzero(), cap = vset(700.0);
 #pragma GCC unroll 8
     for (int v = 0; v < P; ++v) {
