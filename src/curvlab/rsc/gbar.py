@@ -40,13 +40,14 @@ class FusedGrads:
     grad: list[Tensor]  # dL/dtheta, one tensor per parameter of model.params()
     gbar: list[Tensor]  # g_bar = (1/(nk)) sum_{i,h} grad_theta f_h(theta; x_i), same layout
 
-    def step_metrics(self) -> dict[str, Tensor]:
-        """A GD step's history row at theta_t (0-dim tensors): the loss, ||grad L||, ||g_bar_t||
-        (Theorem 5.1) and cos(-grad L, g_bar_t); one flat copy of each gradient, three reductions."""
+    def step_metrics(self) -> dict[str, float]:
+        """A GD step's history row at theta_t: the loss, ||grad L||, ||g_bar_t|| (Theorem 5.1) and
+        cos(-grad L, g_bar_t); one flat copy of each gradient, three reductions, one read-out."""
         g, gb = flatten(self.grad), flatten(self.gbar)
         grad_norm, gbar_norm = torch.linalg.vector_norm(g), torch.linalg.vector_norm(gb)
         cos = -torch.dot(g, gb) / (grad_norm * gbar_norm).clamp_min(1e-30)
-        return {"loss": self.loss, "grad_norm": grad_norm, "gbar_norm": gbar_norm, "cos_neg_grad_gbar": cos}
+        values = torch.stack([self.loss, grad_norm, gbar_norm, cos]).tolist()
+        return dict(zip(("loss", "grad_norm", "gbar_norm", "cos_neg_grad_gbar"), values))
 
 
 def forward_cache(model: DeepMLP, x: Tensor) -> ForwardCache:

@@ -150,8 +150,7 @@ class RSCModule(L.LightningModule):
     def _record(self, fused: FusedGrads) -> bool:
         """Log the step's row; False once the run stops here (diverged, or converged before updating)."""
         step = self.global_step
-        tensors = fused.step_metrics()
-        metrics = dict(zip(tensors, torch.stack(list(tensors.values())).tolist()))  # one read-out
+        metrics = fused.step_metrics()
         loss = self.final_loss = metrics["loss"]
         if self.trainer.progress_bar_callback is not None:  # Lightning's logging costs ~1.8 ms a step
             self.log_dict({"L": loss, "gbar": metrics["gbar_norm"]}, on_step=True, on_epoch=False, prog_bar=True,
