@@ -16,7 +16,9 @@ the limit measured in the same run by a large fp64 matmul on all threads.
 Then, 1 worker thread, interleaved medians: the step with the fused FCN kernel (``fused.fcn_step``)
 against the BLAS GEMMs around the fused elementwise pass (``CURVLAB_NO_TILED=1``), and both against
 the floor: 4 n d K FLOP at the 1-thread fp64 matmul peak plus n K exps at the cheaper measured exp
-cost (the kernel's or the compiler's, ``fused.exp_loop``); and the gradient kernel alone (``fused.fcn_grad``). No asserts on time.
+cost (the kernel's or the compiler's, ``fused.exp_loop``); the gradient kernel alone (``fused.fcn_grad``)
+and its two GEMMs alone (mode 1), which splits it into GEMM time against the FLOPs and elementwise time
+against the exps. No asserts on time.
 
     .venv/bin/python bench/bench_recovery_gd.py [--steps 30] [--loop-trials 40] [--workers N]
 """
@@ -170,16 +172,20 @@ def floor_table(data, W0, eta, steps: int, peak1: float) -> None:
     Wt = W0.transpose(2, 3).reshape(S, L * K, d).contiguous()
     G, skip = torch.empty_like(Wt), torch.zeros(S, L, dtype=torch.bool)
 
-    def grad_alone():  # the gradient kernel by itself, all trials: what the step adds is the rest
-        for _ in range(steps):
-            fused.kernel().fcn_grad(Wt, Xp, cc, skip, G, K, float(n), 1e-6, 0)
+    def grad_alone(mode: int):  # the gradient kernel by itself, all trials (mode 1: its two GEMMs only)
+        def go():
+            for _ in range(steps):
+                fused.kernel().fcn_grad(Wt, Xp, cc, skip, G, K, float(n), 1e-6, mode)
+        return go
 
-    times = median_seconds({"fused": run(False), "blas": run(True), "grad": grad_alone}, repeats=5)
+    fns = {"fused": run(False), "blas": run(True), "grad": grad_alone(0), "gemms": grad_alone(1)}
+    times = median_seconds(fns, repeats=5)
     a, b = run(False)(), run(True)()
     per = {k: times[k] / trial_steps[k == "blas"] * 1e6 for k in ("fused", "blas")}
-    per["grad"] = times["grad"] / (steps * S * L) * 1e6
+    per.update({k: times[k] / (steps * S * L) * 1e6 for k in ("grad", "gemms")})
     exp_ns = {impl: exp_seconds(n * K, impl) * 1e9 for impl in (0, 1)}
-    floor = (4.0 * n * d * K / (peak1 * 1e9) + n * K * min(exp_ns.values()) * 1e-9) * 1e6  # the cheaper exp
+    gemm_floor, exp_floor = 4.0 * n * d * K / (peak1 * 1e9) * 1e6, n * K * min(exp_ns.values()) * 1e-3
+    floor = gemm_floor + exp_floor  # with the cheaper exp
     print(f"1 worker, medians of 5 interleaved rounds: fused FCN kernel {per['fused']:.1f} us per trial-step, "
           f"BLAS GEMMs + fused elementwise {per['blas']:.1f} us -> {per['blas'] / per['fused']:.2f}x")
     print(f"exp: the kernel's {exp_ns[0]:.2f} ns, the compiler's (libmvec) {exp_ns[1]:.2f} ns")
@@ -187,6 +193,9 @@ def floor_table(data, W0, eta, steps: int, peak1: float) -> None:
           f"{per['fused'] / floor:.2f}x the floor, BLAS path {per['blas'] / floor:.2f}x")
     print(f"the gradient kernel alone (fcn_grad, no update): {per['grad']:.1f} us = {per['grad'] / floor:.2f}x the "
           f"floor; the step adds {per['fused'] - per['grad']:.1f} us")
+    ew = per["grad"] - per["gemms"]
+    print(f"its two GEMMs alone (mode 1): {per['gemms']:.1f} us = {per['gemms'] / gemm_floor:.2f}x their FLOP time; "
+          f"the elementwise rest (sigmoid, 1 / (cc - n Hs), D): {ew:.1f} us = {ew / exp_floor:.2f}x the exps alone")
     print(f"check: max |W_fused - W_blas| / max |W| = {((a - b).abs().max() / b.abs().max()).item():.1e}")
 
 
