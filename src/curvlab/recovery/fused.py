@@ -9,16 +9,17 @@ ctypes calls release the GIL, so the step's worker threads run them in parallel.
 
 ``fcn_grad(Wt, Xp, cc, skip, G, K, n, eps, mode)``: the whole FCN gradient in one pass (AVX-512 or
 AVX2 + FMA builds, K <= 8). The tile code is written once on 8-lane vectors (the width of one X
-panel): one zmm register on AVX-512, two ymm on AVX2. Per set and slot l, over tiles of 8 P samples
-(P = min(8, A // K), A = 24 accumulators of 32 zmm registers, 6 of 16 ymm pairs):
+panel): one zmm register on AVX-512, two ymm on AVX2. Per set, over tiles of 8 P samples (P = min(8,
+A // K), A = 24 accumulators of 32 zmm registers, 6 of 16 ymm pairs), for every slot l of the set:
 
     z_k = w_lk^T x_i                        (FMA micro-GEMM into K x P vector accumulators)
     s_k = 1 / (1 + exp(-z_k)),  Hs = sum_k s_k
     r = 1 / (cc_i - n Hs) if K eps <= Hs <= K (1 - eps) else 0,   D_k = r (s_k - s_k^2)
     g_lk += sum_i D_k x_i                   (per-lane partial sums, reduced once per slot)
 
-so the (K, n) intermediate of the GEMM -> elementwise -> GEMM formulation never leaves the registers
-and X is read once per slot from L1/L2, at about the cost of the two GEMMs' FMAs plus the exps.
+so the (K, n) intermediate of the GEMM -> elementwise -> GEMM formulation never leaves the registers,
+and each tile of X comes from memory once per set and from L1 for every slot (the set's partial sums,
+La K d vectors, stay in L2): the cost per sample does not grow once X outgrows the L2 cache.
 Layouts: Wt (b, La K, d); Xp (b, n8 / 8, d, 8), X in panels of 8 samples, zero-padded to n8 (a
 zero row adds exactly 0 for finite W); cc (b, n8) = (1 - y) K n, 0 in the padding; skip (b, La)
 bool: slots whose gradient is not used (frozen), their G rows are set to 0; G (b, La K, d) out.
@@ -355,31 +356,37 @@ template <int K>
 void fcn_grad_k(double* W, const double* X, const double* C, const bool* skip, double* G, const Step* st,
                 int64_t B, int64_t La, int64_t d, int64_t nv, double n, double eps, bool ew) {
   constexpr int P = kAcc / K >= 8 ? 8 : (kAcc / K < 1 ? 1 : kAcc / K);
-  std::vector<vec> g(K * d);
-  std::vector<double> gl(K * d);
+  const int64_t Kd = K * d;
+  std::vector<vec> g(La * Kd);  // per-slot partial sums of the current set
+  std::vector<double> gl(Kd);
   const vec nn = vset(n), lo = vset(K * eps), hi = vset(K * (1.0 - eps));
   for (int64_t b = 0; b < B; ++b) {
     const double* xb = X + b * nv * d * 8;
     const double* cb = C + b * nv * 8;
+    double* Wb = W + b * La * Kd;
+    const bool* sk = skip + b * La;
+    for (auto& q : g) q = vzero();
+    // tiles outer, slots inner: each tile of X is read from L1 by every slot of the set
+    int64_t p = 0;
+    for (; p + P <= nv; p += P)
+      for (int64_t l = 0; l < La; ++l)
+        if (!sk[l]) tile<K, P>(Wb + l * Kd, xb + p * d * 8, cb + p * 8, d, g.data() + l * Kd, nn, lo, hi, ew);
+    for (int64_t l = 0; l < La; ++l)
+      if (!sk[l]) tail<K, P - 1>(nv - p, Wb + l * Kd, xb + p * d * 8, cb + p * 8, d, g.data() + l * Kd, nn, lo, hi, ew);
     for (int64_t l = 0; l < La; ++l) {
       const int64_t s = b * La + l;
-      double* Gl = st ? gl.data() : G + s * K * d;
-      if (skip[s]) {
+      double* Gl = st ? gl.data() : G + s * Kd;
+      if (sk[l]) {
         if (st) {
           st->gn[s] = 0.0;
           st->stepped[s] = false;
         } else {
-          for (int64_t q = 0; q < K * d; ++q) Gl[q] = 0.0;
+          for (int64_t q = 0; q < Kd; ++q) Gl[q] = 0.0;
         }
         continue;
       }
-      for (auto& q : g) q = vzero();
-      double* w = W + s * K * d;
-      int64_t p = 0;
-      for (; p + P <= nv; p += P) tile<K, P>(w, xb + p * d * 8, cb + p * 8, d, g.data(), nn, lo, hi, ew);
-      tail<K, P - 1>(nv - p, w, xb + p * d * 8, cb + p * 8, d, g.data(), nn, lo, hi, ew);
-      for (int64_t q = 0; q < K * d; ++q) Gl[q] = vsum(g[q]);
-      if (st) st->stepped[s] = update(w, Gl, K * d, st->eta[b], st->bound[s], st->tol, st->apply, st->gn + s);
+      for (int64_t q = 0; q < Kd; ++q) Gl[q] = vsum(g[l * Kd + q]);
+      if (st) st->stepped[s] = update(Wb + l * Kd, Gl, Kd, st->eta[b], st->bound[s], st->tol, st->apply, st->gn + s);
     }
   }
 }
