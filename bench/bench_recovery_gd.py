@@ -18,7 +18,8 @@ against the BLAS GEMMs around the fused elementwise pass (``CURVLAB_NO_TILED=1``
 the floor: 4 n d K FLOP at the 1-thread fp64 matmul peak plus n K exps at the cheaper measured exp
 cost (the kernel's or the compiler's, ``fused.exp_loop``); the gradient kernel alone (``fused.fcn_grad``)
 and its two GEMMs alone (mode 1), which splits it into GEMM time against the FLOPs and elementwise time
-against the exps. No asserts on time.
+against the exps. Last, the gradient kernel's cost per sample at n = 2000 and 10000 (a set's X
+outgrows the L2 cache in between). No asserts on time.
 
     .venv/bin/python bench/bench_recovery_gd.py [--steps 30] [--loop-trials 40] [--workers N]
 """
@@ -132,6 +133,7 @@ def main() -> None:
           f"(GEMM FLOPs only: 4 n d K = {flop_per_trial_step / 1e6:.2f} MFLOP per trial-step)")
     print(f"check: max |W_batched - W_loop| over the looped trials = {diff:.2e}")
     floor_table(data, W0, eta, args.steps, limit1)
+    per_sample_table(d, K, S, L)
 
 
 def exp_seconds(count: int, impl: int = 0, reps: int = 200) -> float:
@@ -197,6 +199,26 @@ def floor_table(data, W0, eta, steps: int, peak1: float) -> None:
     print(f"its two GEMMs alone (mode 1): {per['gemms']:.1f} us = {per['gemms'] / gemm_floor:.2f}x their FLOP time; "
           f"the elementwise rest (sigmoid, 1 / (cc - n Hs), D): {ew:.1f} us = {ew / exp_floor:.2f}x the exps alone")
     print(f"check: max |W_fused - W_blas| / max |W| = {((a - b).abs().max() / b.abs().max()).item():.1e}")
+
+
+def per_sample_table(d: int, K: int, S: int, L: int, ns: tuple[int, ...] = (2000, 10000)) -> None:
+    """The gradient kernel's cost per sample and trial, 1 worker, at the ends of Fig. 3(a)'s n range:
+    a set's X (n d 8 bytes: 0.4 MB at n = 2000, 2 MB at 10000) outgrows the L2 cache between them."""
+    if fused.tiled_max_k() < K:
+        return
+    fns, trials = {}, S * L
+    for n in ns:
+        data = sample_teacher("fcn", S, n, d, K, seed=0)
+        W0 = local_init(data.W_star, L, 0.1, torch.Generator().manual_seed(1))
+        Xp, cc = gd._panels(data.X, data.y, K)
+        Wt = W0.transpose(2, 3).reshape(S, L * K, d).contiguous()
+        G, skip = torch.empty_like(Wt), torch.zeros(S, L, dtype=torch.bool)
+        fns[n] = lambda n=n, Wt=Wt, Xp=Xp, cc=cc, G=G, skip=skip: fused.kernel().fcn_grad(
+            Wt, Xp, cc, skip, G, K, float(n), 1e-6, 0)
+    times = median_seconds(fns, repeats=5)
+    per = {n: times[n] / (trials * n) * 1e9 for n in ns}
+    print("gradient kernel per sample and trial (1 worker, interleaved medians): " +
+          ", ".join(f"n = {n}: {per[n]:.2f} ns" for n in ns) + f" -> ratio {per[ns[-1]] / per[ns[0]]:.2f}")
 
 
 if __name__ == "__main__":
