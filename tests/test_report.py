@@ -91,6 +91,17 @@ def test_hessian_slope_near_minus_half_holds_and_flat_does_not():
     assert [r.verdict for r in flat] == [claims.FAILS] * 4
 
 
+def test_width_slopes_are_fitted_per_curve_so_intercepts_of_other_settings_do_not_blur_them():
+    # sigma_1 moves the intercept 30x, not the slope: per-curve fits see -1/2 with a narrow CI
+    runs = [_rsc_run(m, s, {"steps": 1}, {"step": [0.0], "check/hessian/seconds": [0.1],
+                                          "check/hessian/pred_norm_max": [scale * m**-0.5 * (1 + 0.01 * s)]},
+                     sigma1=sigma1, experiment="hessian_vs_width")
+            for sigma1, scale in ((0.5, 0.1), (1.0, 3.0)) for m in WIDTHS for s in range(3)]
+    row = rsc.hessian_scaling(runs, "hessian_vs_width")[0]
+    assert row.verdict == claims.HOLDS and row.ci_high - row.ci_low < 1e-6
+    assert row.value == pytest.approx(-0.5, abs=1e-6) and row.units.startswith("6 curves")
+
+
 def test_runs_outside_the_regime_are_not_counted():
     runs = _hessian_runs(-0.5) + [_rsc_run(m, 0, {"steps": 1}, {"step": [0.0], "check/hessian/seconds": [0.1],
                                                                  "check/hessian/pred_norm_max": [m**1.0]},

@@ -30,7 +30,7 @@ class Row:
     ci_high: float = float("nan")
     threshold: str = ""
     verdict: str = NOT_RUN
-    units: str = ""  # what the bootstrap resampled, e.g. "3 seeds x 5 widths"
+    units: str = ""  # what the bootstrap resampled, e.g. "3 curves (seed) x 5 widths"
 
 
 def not_run(claim: str, paper: str, experiment: str, statistic: str, why: str = "") -> Row:

@@ -1,50 +1,57 @@
 """The RSC paper's claims, each checked on its experiment's runs (:mod:`curvlab.report`).
 
 Every claim function takes the finished runs of one experiment and returns its :class:`Row` s;
-the bootstrap resamples seeds within each width (:func:`curvlab.claims.bootstrap`).
+a width-scaling claim fits one slope per curve (a seed at one setting of the other swept keys) and
+bootstraps over curves; the others resample their units (:func:`curvlab.claims.bootstrap`).
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 
 import numpy as np
+from omegaconf import OmegaConf
 
-from curvlab.claims import Row, above, below, bootstrap, slope_of, spearman, within
+from curvlab.claims import Row, above, below, bootstrap, loglog_slope, spearman, within
 from curvlab.rsc.figures import at_init, check_series, group_by, width_of
-from curvlab.run.store import Run
+from curvlab.run.store import Run, result_keys
 
 SLOPE_TOL = 0.2  # a fitted slope "near" a predicted one: within this distance
 
 
-def _by_width(runs: list[Run], value: Callable[[Run], float]) -> tuple[list[int], list[np.ndarray]]:
-    """(widths, per width the finite values of ``value`` over its runs/seeds)."""
-    widths, groups = [], []
-    for m, rs in group_by(runs, width_of).items():
-        vals = np.array([value(r) for r in rs], dtype=float)
-        if np.isfinite(vals).any():
-            widths.append(m)
-            groups.append(vals[np.isfinite(vals)])
-    return widths, groups
-
-
-def _units(widths: list[int], groups: list[np.ndarray]) -> str:
-    low, high = min(map(len, groups)), max(map(len, groups))
-    seeds = f"{low}" if low == high else f"{low}-{high}"
-    return f"{seeds} seeds x {len(widths)} widths ({widths[0]}-{widths[-1]})"
+def _curves(runs: list[Run], value: Callable[[Run], float]) -> tuple[list[int], np.ndarray, list[str]]:
+    """(widths, values (curves, widths), the keys that tell curves apart): a curve is one setting of
+    every result-defining key but the width (seed, sigma_1, depth, ...), NaN where a width is missing."""
+    flats = [result_keys(OmegaConf.to_container(r.config, resolve=True)) for r in runs]
+    keys = [k for k in dict.fromkeys(k for f in flats for k in f)
+            if k != "model.width" and len({json.dumps(f.get(k), default=str) for f in flats}) > 1]
+    widths = sorted({width_of(r) for r in runs})
+    curves: dict[str, np.ndarray] = {}
+    for r, flat in zip(runs, flats):
+        curve = curves.setdefault(json.dumps([flat.get(k) for k in keys], default=str), np.full(len(widths), np.nan))
+        curve[widths.index(width_of(r))] = value(r)
+    return widths, np.array(list(curves.values())), keys
 
 
 def _slope_row(claim: str, paper: str, experiment: str, what: str, runs: list[Run], value: Callable[[Run], float],
                threshold: str, verdict: Callable[[float, float], str]) -> Row:
-    widths, groups = _by_width(runs, value)
-    if len(widths) < 2:
-        return Row(claim, paper, experiment, f"log-log slope of {what} vs m", threshold=threshold,
-                   verdict="not run", units=f"{len(widths)} width(s): a slope needs 2")
-    slope, lo, hi = bootstrap(groups, slope_of(widths))
-    rho = spearman(widths, [g.mean() for g in groups])
-    return Row(claim, paper, experiment, f"log-log slope of {what} vs m (Spearman rho {rho:+.2f})", slope, lo, hi,
-               threshold, verdict(lo, hi), _units(widths, groups))
+    """The mean over curves of each curve's log-log slope of ``value`` vs m, its CI a bootstrap over
+    curves: curves of other settings (sigma_1, depth) have other intercepts, so slopes are fitted
+    within a curve, never across."""
+    widths, values, keys = _curves(runs, value)
+    slopes = np.array([loglog_slope(np.array(widths), v) for v in values])
+    slopes = slopes[np.isfinite(slopes)]
+    statistic = f"mean over curves of the log-log slope of {what} vs m"
+    if not len(slopes):
+        return Row(claim, paper, experiment, statistic, threshold=threshold, verdict="not run",
+                   units=f"{len(widths)} width(s): a slope needs 2 on one curve")
+    slope, lo, hi = bootstrap([slopes], lambda g: float(np.mean(g[0])))
+    rho = spearman(widths, np.nanmean(values, axis=0))
+    units = f"{len(slopes)} curves ({', '.join(keys) or 'one run per width'}) x {len(widths)} widths ({widths[0]}-{widths[-1]})"
+    return Row(claim, paper, experiment, f"{statistic} (Spearman rho of the mean {rho:+.2f})", slope, lo, hi,
+               threshold, verdict(lo, hi), units)
 
 
 def min_gbar_increases(runs: list[Run], experiment: str) -> list[Row]:
