@@ -81,8 +81,8 @@ def sharpness(runs: list[Run], out_dir: Path) -> list[Path]:
         for ax in axes:
             ax.grid(alpha=0.3)
         legend(ax_c, fontsize=8)
-        claim(fig, f"Lemma 5.2 at m = {m}: GD with η = ω/β, ω ∈ (0, 2), keeps η λmax(∇²L) below 2 and the loss "
-                   f"falling; larger steps reach the edge of stability, where the loss spikes ({seeds_note(group)})")
+        claim(fig, f"Lemma 5.2 at m = {m}: η = ω/β, ω ∈ (0, 2), is stable when β bounds λmax(∇²L) along the path; "
+                   f"here β = λmax at θ0, and GD stays stable while η λmax(θ_t) < 2 (dotted) ({seeds_note(group)})")
         paths.append(save(fig, out_dir / f"sharpness_m{m}.png"))
     (out_dir / "sharpness_spikes.json").write_text(json.dumps(spikes, indent=1))
     return paths
