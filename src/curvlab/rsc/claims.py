@@ -12,27 +12,29 @@ import math
 from collections.abc import Callable
 
 import numpy as np
-from omegaconf import OmegaConf
 
 from curvlab.claims import Row, above, below, bootstrap, loglog_slope, spearman, within
 from curvlab.rsc.figures import at_init, check_series, group_by, width_of
-from curvlab.run.store import Run, result_keys
+from curvlab.run.store import Run, is_result_key
+from curvlab.run.table import split_config
 
 SLOPE_TOL = 0.2  # a fitted slope "near" a predicted one: within this distance
 
 
 def _curves(runs: list[Run], value: Callable[[Run], float]) -> tuple[list[int], np.ndarray, list[str]]:
     """(widths, values (curves, widths), the keys that tell curves apart): a curve is one setting of
-    every result-defining key but the width (seed, sigma_1, depth, ...), NaN where a width is missing."""
-    flats = [result_keys(OmegaConf.to_container(r.config, resolve=True)) for r in runs]
-    keys = [k for k in dict.fromkeys(k for f in flats for k in f)
-            if k != "model.width" and len({json.dumps(f.get(k), default=str) for f in flats}) > 1]
+    every swept result-defining key but the width (seed, sigma_1, depth, ...), NaN where a width is
+    missing; widths without a finite value are left out."""
+    _, swept, flats = split_config(runs)
+    keys = [k for k in swept if k != "model.width" and is_result_key(k)]
     widths = sorted({width_of(r) for r in runs})
     curves: dict[str, np.ndarray] = {}
     for r, flat in zip(runs, flats):
         curve = curves.setdefault(json.dumps([flat.get(k) for k in keys], default=str), np.full(len(widths), np.nan))
         curve[widths.index(width_of(r))] = value(r)
-    return widths, np.array(list(curves.values())), keys
+    values = np.array(list(curves.values()))
+    seen = np.isfinite(values).any(axis=0)
+    return [m for m, ok in zip(widths, seen) if ok], values[:, seen], keys
 
 
 def _slope_row(claim: str, paper: str, experiment: str, what: str, runs: list[Run], value: Callable[[Run], float],

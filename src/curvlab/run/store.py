@@ -103,10 +103,14 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: node}
 
 
+def is_result_key(key: str) -> bool:
+    """Whether a dotted config key can change a result (it is not under :data:`NON_RESULT_KEYS`)."""
+    return not any(key == n or key.startswith(n + ".") for n in NON_RESULT_KEYS)
+
+
 def result_keys(config: dict[str, Any]) -> dict[str, Any]:
     """The result-defining part of a resolved config, as ``{dotted.key: value}``."""
-    return {k: v for k, v in flatten(config).items()
-            if not any(k == n or k.startswith(n + ".") for n in NON_RESULT_KEYS)}
+    return {k: v for k, v in flatten(config).items() if is_result_key(k)}
 
 
 def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 from omegaconf import OmegaConf
 
-from curvlab.run.store import HISTORY, NON_RESULT_KEYS, Run, flatten, history_columns, load_runs
+from curvlab.run.store import HISTORY, Run, flatten, history_columns, is_result_key, load_runs
 
 RUNS, SWEEP, HISTORIES = "runs.csv", "sweep.yaml", "history.csv.gz"
 
@@ -63,7 +63,7 @@ def _run_id(run: Run, sweep_dir: Path) -> str:
     return run.path.relative_to(sweep_dir).as_posix() or "."
 
 
-def _split_config(runs: list[Run]) -> tuple[dict[str, Any], list[str], list[dict[str, Any]]]:
+def split_config(runs: list[Run]) -> tuple[dict[str, Any], list[str], list[dict[str, Any]]]:
     """(common flat config, swept keys, each run's flat config)."""
     flats = [flatten(OmegaConf.to_container(r.config, resolve=True)) for r in runs]
     keys = list(dict.fromkeys(k for f in flats for k in f))
@@ -80,7 +80,7 @@ def export(sweep_dir: Path, out_dir: Path, wall_seconds: float | None = None, hi
     runs = sorted(load_runs(sweep_dir), key=lambda r: _sort_key(_run_id(r, sweep_dir)))
     if not runs:
         raise SystemExit(f"{sweep_dir}: no run with a summary.json to export")
-    common, swept, flats = _split_config(runs)
+    common, swept, flats = split_config(runs)
     out_dir.mkdir(parents=True, exist_ok=True)
     meta: dict[str, Any] = {"runs": len(runs), "swept": swept, "overrides": launch_overrides(sweep_dir)}
     if wall_seconds is not None:
@@ -108,8 +108,7 @@ def launch_overrides(sweep_dir: Path) -> list[str]:
     if not path.exists():
         return []
     task = OmegaConf.select(OmegaConf.load(path), "hydra.overrides.task") or []
-    keys = lambda o: o.split("=", 1)[0].lstrip("+~")  # noqa: E731
-    return [str(o) for o in task if not any(keys(o) == k or keys(o).startswith(k + ".") for k in NON_RESULT_KEYS)]
+    return [str(o) for o in task if is_result_key(o.split("=", 1)[0].lstrip("+~"))]
 
 
 def _sort_key(run_id: str) -> tuple:
