@@ -149,6 +149,14 @@ def exp_seconds(count: int, impl: int = 0, reps: int = 200) -> float:
     return best / (reps * count)
 
 
+def kernel_inputs(data, W0: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``fused.fcn_grad``'s arguments for all trials, none skipped: Wt, Xp, cc, G (out), skip."""
+    S, L, d, K = W0.shape
+    Xp, cc = gd._panels(data.X, data.y, K)
+    Wt = W0.transpose(2, 3).reshape(S, L * K, d).contiguous()
+    return Wt, Xp, cc, torch.empty_like(Wt), torch.zeros(S, L, dtype=torch.bool)
+
+
 def floor_table(data, W0, eta, steps: int, peak1: float) -> None:
     """The 1-worker step, fused FCN kernel vs BLAS GEMMs + fused elementwise pass, against the floor."""
     if fused.tiled_max_k() < data.K:
@@ -170,9 +178,7 @@ def floor_table(data, W0, eta, steps: int, peak1: float) -> None:
         return go
 
     L = W0.shape[1]
-    Xp, cc = gd._panels(data.X, data.y, K)
-    Wt = W0.transpose(2, 3).reshape(S, L * K, d).contiguous()
-    G, skip = torch.empty_like(Wt), torch.zeros(S, L, dtype=torch.bool)
+    Wt, Xp, cc, G, skip = kernel_inputs(data, W0)
 
     def grad_alone(mode: int):  # the gradient kernel by itself, all trials (mode 1: its two GEMMs only)
         def go():
@@ -210,9 +216,7 @@ def per_sample_table(d: int, K: int, S: int, L: int, ns: tuple[int, ...] = (2000
     for n in ns:
         data = sample_teacher("fcn", S, n, d, K, seed=0)
         W0 = local_init(data.W_star, L, 0.1, torch.Generator().manual_seed(1))
-        Xp, cc = gd._panels(data.X, data.y, K)
-        Wt = W0.transpose(2, 3).reshape(S, L * K, d).contiguous()
-        G, skip = torch.empty_like(Wt), torch.zeros(S, L, dtype=torch.bool)
+        Wt, Xp, cc, G, skip = kernel_inputs(data, W0)
         fns[n] = lambda n=n, Wt=Wt, Xp=Xp, cc=cc, G=G, skip=skip: fused.kernel().fcn_grad(
             Wt, Xp, cc, skip, G, K, float(n), 1e-6, 0)
     times = median_seconds(fns, repeats=5)
