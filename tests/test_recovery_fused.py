@@ -1,7 +1,10 @@
 """The fused FCN gradient kernel against the closed-form gradient, its GD step against the eager
 update, and its exp against torch.exp."""
 
+import ctypes
 import os
+import subprocess
+import sys
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 
@@ -19,10 +22,20 @@ def _kernel(K: int = 1):
     return fused.kernel()
 
 
+@pytest.fixture(scope="module", params=["vdivpd", "vrcp14pd"])
+def either_reciprocal(request):
+    """The kernel built with each of its two 1 / a (the CPU picks one by default; both are checked)."""
+    _kernel()
+    defines = ("-DCURVLAB_VDIV",) if request.param == "vdivpd" else ()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fused, "_flags", lambda: fused._FLAGS + defines)
+        return fused.Kernels(ctypes.CDLL(str(fused._build())))
+
+
 @pytest.mark.parametrize("K", [1, 3, 5, 8])
 @pytest.mark.parametrize("n", [8, 203])
-def test_fcn_grad_equals_closed_form_gradient(K, n):
-    mod = _kernel(K)
+def test_fcn_grad_equals_closed_form_gradient(K, n, either_reciprocal):
+    mod = either_reciprocal
     td = sample_teacher("fcn", 2, n, 7, K, seed=K)
     W = local_init(td.W_star, 3, 0.5, torch.Generator().manual_seed(0))  # (S, L, d, K)
     W[1, 2] *= 40.0  # saturated: H leaves [eps, 1 - eps] for some samples, their terms vanish
@@ -96,6 +109,28 @@ def test_kernel_exp_is_within_2_ulp_of_torch_exp_with_ieee_edges():
     edges = out[-8:].tolist()  # 0, -0, 1e-300, -800, 800, inf, -inf, nan
     assert edges[:3] == [1.0, 1.0, 1.0] and edges[3] == 0.0 and edges[4:6] == [float("inf")] * 2
     assert edges[6] == 0.0 and torch.isnan(out[-1])
+
+
+def test_loading_the_kernel_keeps_subnormals_in_the_process():
+    """A -ffast-math link would add crtfastmath.o, whose constructor sets flush-to-zero for the whole
+    process on load; checked in a fresh interpreter, before any other library could."""
+    code = ("import struct, torch; from curvlab.recovery import fused; x = float('1e-310'); "
+            "t = torch.tensor([x], dtype=torch.float64); bits = lambda v: struct.pack('d', v); "  # DAZ fools ==
+            "print(fused.kernel() is not None, bits((t * 1.0).item()) == bits(x), bits(x * 1.0) == bits(x))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    if out[0] != "True":
+        pytest.skip("fused kernel not built here")
+    assert out[1:] == ["True", "True"]
+
+
+@pytest.mark.parametrize("reps", [0, 1, 1000])
+def test_fma_peak_runs_reps_rounds_of_its_12_chains(reps):
+    """acc_q <- a acc_q + b from acc_q = q, 8 lanes each: the closed form of the returned sum, so the
+    loop the benchmark times cannot have been dropped or shortened."""
+    mod = _kernel()
+    a, b = 0.999999, 1e-9
+    want = 8 * sum(q * a**reps + b * (1 - a**reps) / (1 - a) for q in range(12))
+    assert mod.fma_peak(reps) == pytest.approx(want, rel=1e-12)
 
 
 def test_gd_with_and_without_the_fused_fcn_kernel_agree(monkeypatch):

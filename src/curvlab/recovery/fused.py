@@ -18,8 +18,10 @@ A // K), A = 24 accumulators of 32 zmm registers, 6 of 16 ymm pairs), for every 
     g_lk += sum_i D_k x_i                   (per-lane partial sums, reduced once per slot)
 
 so the (K, n) intermediate of the GEMM -> elementwise -> GEMM formulation never leaves the registers,
-and each tile of X comes from memory once per set and from L1 for every slot (the set's partial sums,
-La K d vectors, stay in L2): the cost per sample does not grow once X outgrows the L2 cache.
+and each tile of X comes from memory once per set, prefetched while the slots work on the tile before,
+and from L1 for every slot (the set's partial sums, La K d vectors, stay in L2): the cost per sample
+does not grow once X outgrows the L2 cache. Each X vector is loaded once into a register for its K
+FMAs (left to itself the compiler folds one load into each, which makes the micro-GEMMs load-bound).
 Layouts: Wt (b, La K, d); Xp (b, n8 / 8, d, 8), X in panels of 8 samples, zero-padded to n8 (a
 zero row adds exactly 0 for finite W); cc (b, n8) = (1 - y) K n, 0 in the padding; skip (b, La)
 bool: slots whose gradient is not used (frozen), their G rows are set to 0; G (b, La K, d) out.
@@ -27,9 +29,10 @@ mode 1 leaves out the elementwise part (D = z: the two GEMMs alone, for the benc
 exp is Cody-Waite reduction (two-part ln 2, FMA), a degree-11 polynomial on |r| <= ln2 / 2 (the
 Chebyshev fit, relative error < 2e-17 with its coefficients in double, as A(r) + r^6 B(r): two
 independent Horner chains of 5 FMAs) and 2^k by ``vscalefpd`` (AVX-512) or as 2^(k/2) 2^(k - k/2)
-from exponent bits (AVX2); 1 / a is ``vrcp14pd`` with two Newton steps (AVX-512) or ``vdivpd``.
-Both are within about 1 ulp (ATen's Sleef exp: 1 ulp), so the gradient agrees with the eager path
-to ~1e-15 relative. ``tiled_max_k()`` is 8 where this kernel is compiled, else 0.
+from exponent bits (AVX2); exp(-z) takes the negation into the reduction's and the polynomial's FMA
+signs. 1 / a is ``vdivpd`` (AVX2, and AVX-512 on AMD: ``-DCURVLAB_VDIV``, the divider runs beside the
+FMA pipes) or ``vrcp14pd`` with two Newton steps (AVX-512 elsewhere). Both are within about 1 ulp
+(ATen's Sleef exp: 1 ulp), so the gradient agrees with the eager path to ~1e-15 relative. ``tiled_max_k()`` is 8 where this kernel is compiled, else 0.
 
 ``fcn_step(Wt, Xp, cc, skip, eta, bound, gn, stepped, K, n, eps, tol, apply)``: the GD step of
 :class:`curvlab.recovery.gd.BatchedGD` in the same pass: each slot's gradient stays in a K d buffer,
@@ -45,7 +48,9 @@ two BLAS GEMMs (CNN, K > 8, CPUs without AVX-512 or AVX2); one pass per row, com
     s = sigmoid(Z),  Hs = sum_k s_k,  r as above,  Z <- r s (1 - s),   cc (b, 1, 1, nc) = (1 - y) K n.
 
 ``exp_loop(x, out, reps, impl)``: out = exp(x), ``reps`` times, with the kernel's exp (impl 0) or the
-compiler's (1); for the tests and the benchmark's floor.
+compiler's (1); ``fma_peak(reps)``: ``reps`` rounds of 12 independent 8-lane FMAs in registers (192
+FLOP each), the core's FMA peak, which BLAS need not reach (MKL on AMD). For the tests and the
+benchmark's floor.
 """
 
 from __future__ import annotations
@@ -66,6 +71,7 @@ from torch import Tensor
 log = logging.getLogger(__name__)
 
 _SOURCE = r"""
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -126,10 +132,20 @@ __attribute__((always_inline)) inline vec vzero() { return _mm512_setzero_pd(); 
 __attribute__((always_inline)) inline vec vset(double a) { return _mm512_set1_pd(a); }
 __attribute__((always_inline)) inline vec vload(const double* p) { return _mm512_loadu_pd(p); }
 __attribute__((always_inline)) inline void vstore(double* p, vec a) { _mm512_storeu_pd(p, a); }
+// a load kept in a register: the compiler would otherwise fold it into each FMA that reads it (K
+// loads per X vector instead of one, which makes the micro-GEMMs load-bound)
+__attribute__((always_inline)) inline vec vload_reg(const double* p) {
+  vec a = _mm512_loadu_pd(p);
+  asm("" : "+v"(a));
+  return a;
+}
 __attribute__((always_inline)) inline vec vadd(vec a, vec b) { return _mm512_add_pd(a, b); }
-__attribute__((always_inline)) inline vec vsub(vec a, vec b) { return _mm512_sub_pd(a, b); }
 __attribute__((always_inline)) inline vec vmul(vec a, vec b) { return _mm512_mul_pd(a, b); }
 __attribute__((always_inline)) inline vec vmin(vec a, vec b) { return _mm512_min_pd(a, b); }
+__attribute__((always_inline)) inline vec vmax(vec a, vec b) { return _mm512_max_pd(a, b); }
+__attribute__((always_inline)) inline vec vrint(vec a) {
+  return _mm512_roundscale_pd(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
 __attribute__((always_inline)) inline vec vfma(vec a, vec b, vec c) { return _mm512_fmadd_pd(a, b, c); }
 __attribute__((always_inline)) inline vec vfnma(vec a, vec b, vec c) { return _mm512_fnmadd_pd(a, b, c); }
 __attribute__((always_inline)) inline double vsum(vec a) { return _mm512_reduce_add_pd(a); }
@@ -138,27 +154,22 @@ __attribute__((always_inline)) inline vec vkeep(vec r, vec h, vec lo, vec hi) {
   return _mm512_maskz_mov_pd(_mm512_cmp_pd_mask(h, lo, _CMP_GE_OQ) & _mm512_cmp_pd_mask(h, hi, _CMP_LE_OQ), r);
 }
 
-// exp(x). x = k ln2 + r with k = rint(x log2 e); x - k ln2_hi is exact (FMA, |r| < 1/2), then
-// - k ln2_lo; exp(r) by exp8's polynomial; times 2^k by vscalefpd (exact, gradual underflow, inf
-// past 709.78). Inputs are clamped to [-746, 710], which bounds k; NaN propagates (min/max return
-// their second operand on NaN).
-__attribute__((always_inline)) inline vec exp_reduce(vec x, vec& k) {
-  x = _mm512_max_pd(_mm512_set1_pd(-746.0), _mm512_min_pd(_mm512_set1_pd(710.0), x));
-  k = _mm512_roundscale_pd(_mm512_mul_pd(x, _mm512_set1_pd(1.4426950408889634)),
-                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const vec r = _mm512_fnmadd_pd(k, _mm512_set1_pd(0.6931471805599453), x);
-  return _mm512_fnmadd_pd(k, _mm512_set1_pd(2.3190468138462996e-17), r);
-}
+// 2^k p by vscalefpd (exact, gradual underflow, inf past 709.78)
 __attribute__((always_inline)) inline vec exp_scale(vec p, vec k) { return _mm512_scalef_pd(p, k); }
 
-// 1 / a: vrcp14pd (rel. error < 2^-14), two Newton steps (2^-56, then one rounding).
+// 1 / a: vdivpd (correctly rounded) with CURVLAB_VDIV (AMD: the divider works beside the FMA pipes),
+// else vrcp14pd (rel. error < 2^-14) and two Newton steps (2^-56, then one rounding) on the FMA pipes.
 __attribute__((always_inline)) inline vec recip8(vec a) {
   const vec one = _mm512_set1_pd(1.0);
+#if defined(CURVLAB_VDIV)
+  return _mm512_div_pd(one, a);
+#else
   vec y = _mm512_rcp14_pd(a);
   vec e = _mm512_fnmadd_pd(a, y, one);
   y = _mm512_fmadd_pd(y, e, y);
   e = _mm512_fnmadd_pd(a, y, one);
   return _mm512_fmadd_pd(y, e, y);
+#endif
 }
 #else
 struct vec {
@@ -168,6 +179,11 @@ constexpr int kAcc = 6;  // z accumulators per tile (each two of 16 registers)
 __attribute__((always_inline)) inline vec vzero() { return {_mm256_setzero_pd(), _mm256_setzero_pd()}; }
 __attribute__((always_inline)) inline vec vset(double a) { return {_mm256_set1_pd(a), _mm256_set1_pd(a)}; }
 __attribute__((always_inline)) inline vec vload(const double* p) { return {_mm256_loadu_pd(p), _mm256_loadu_pd(p + 4)}; }
+__attribute__((always_inline)) inline vec vload_reg(const double* p) {
+  vec a = vload(p);
+  asm("" : "+x"(a.a), "+x"(a.b));
+  return a;
+}
 __attribute__((always_inline)) inline void vstore(double* p, vec x) {
   _mm256_storeu_pd(p, x.a);
   _mm256_storeu_pd(p + 4, x.b);
@@ -175,10 +191,14 @@ __attribute__((always_inline)) inline void vstore(double* p, vec x) {
 #define CURVLAB_LANES2(name, op)                                                                   \
   __attribute__((always_inline)) inline vec name(vec x, vec y) { return {op(x.a, y.a), op(x.b, y.b)}; }
 CURVLAB_LANES2(vadd, _mm256_add_pd)
-CURVLAB_LANES2(vsub, _mm256_sub_pd)
 CURVLAB_LANES2(vmul, _mm256_mul_pd)
 CURVLAB_LANES2(vmin, _mm256_min_pd)
+CURVLAB_LANES2(vmax, _mm256_max_pd)
 #undef CURVLAB_LANES2
+__attribute__((always_inline)) inline vec vrint(vec x) {
+  constexpr int nearest = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+  return {_mm256_round_pd(x.a, nearest), _mm256_round_pd(x.b, nearest)};
+}
 __attribute__((always_inline)) inline vec vfma(vec x, vec y, vec z) {
   return {_mm256_fmadd_pd(x.a, y.a, z.a), _mm256_fmadd_pd(x.b, y.b, z.b)};
 }
@@ -197,28 +217,19 @@ __attribute__((always_inline)) inline vec vkeep(vec r, vec h, vec lo, vec hi) {
   return {keep4(r.a, h.a, lo.a, hi.a), keep4(r.b, h.b, lo.b, hi.b)};
 }
 
-// exp(x) as in the AVX-512 build (same reduction and polynomial); 2^k is applied as 2^k1 2^k2 with
-// k1 = floor(k / 2), k2 = k - k1 (each a normal power of two built from its exponent bits), so the
-// product is exact or rounds once into the subnormal range, and overflows to inf past 709.78.
-__attribute__((always_inline)) inline __m256d exp_reduce4(__m256d x, __m256d& k) {
-  x = _mm256_max_pd(_mm256_set1_pd(-746.0), _mm256_min_pd(_mm256_set1_pd(710.0), x));
-  k = _mm256_round_pd(_mm256_mul_pd(x, _mm256_set1_pd(1.4426950408889634)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const __m256d r = _mm256_fnmadd_pd(k, _mm256_set1_pd(0.6931471805599453), x);
-  return _mm256_fnmadd_pd(k, _mm256_set1_pd(2.3190468138462996e-17), r);
-}
 // 2^j for integer-valued j in [-1022, 1023]: j + 1.5 2^52 holds j in its low mantissa bits.
 __attribute__((always_inline)) inline __m256d pow2_4(__m256d j) {
   const __m256i bits = _mm256_castpd_si256(_mm256_add_pd(j, _mm256_set1_pd(6755399441055744.0)));
   return _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_add_epi64(bits, _mm256_set1_epi64x(1023)), 52));
 }
+// 2^k p as 2^k1 2^k2 p with k1 = floor(k / 2), k2 = k - k1 (each a normal power of two built from its
+// exponent bits), so the product is exact or rounds once into the subnormal range, and overflows to inf
+// past 709.78.
 __attribute__((always_inline)) inline __m256d exp_scale4(__m256d p, __m256d k) {
   const __m256d k1 = _mm256_floor_pd(_mm256_mul_pd(k, _mm256_set1_pd(0.5)));
   __m256d q = _mm256_mul_pd(p, pow2_4(k1));
   asm("" : "+x"(q));  // keeps the products apart: -ffast-math would form 2^k1 2^k2 first (inf at k = 1024)
   return _mm256_mul_pd(q, pow2_4(_mm256_sub_pd(k, k1)));
-}
-__attribute__((always_inline)) inline vec exp_reduce(vec x, vec& k) {
-  return {exp_reduce4(x.a, k.a), exp_reduce4(x.b, k.b)};
 }
 __attribute__((always_inline)) inline vec exp_scale(vec p, vec k) { return {exp_scale4(p.a, k.a), exp_scale4(p.b, k.b)}; }
 
@@ -229,26 +240,35 @@ __attribute__((always_inline)) inline vec recip8(vec x) {
 }
 #endif
 
-// exp(x) = 2^k exp(r): exp(r) = A(r) + r^6 B(r), the degree-11 Chebyshev fit on |r| <= ln2 / 2
-// (mpmath.chebyfit), two independent Horner chains.
-__attribute__((always_inline)) inline vec exp8(vec x) {
-  vec k;
-  const vec r = exp_reduce(x, k);
+// exp(x) (Neg: exp(-x)) for x clamped to [lo, hi] (NaN propagates: min/max return their second
+// operand on NaN). x = k ln2 + r with k = rint(x log2 e); x - k ln2_hi is exact (FMA, |r| < 1/2), then
+// - k ln2_lo; exp(r) = A(r) + r^6 B(r), the degree-11 Chebyshev fit on |r| <= ln2 / 2 (mpmath.chebyfit),
+// two independent Horner chains; times 2^k. With Neg the reduction of -x returns -r and the Horner steps
+// flip their FMA signs: bit for bit exp of the negated input, without the negation.
+template <bool Neg>
+__attribute__((always_inline)) inline vec exp_clamped(vec x, double lo, double hi) {
+  x = vmax(vset(lo), vmin(vset(hi), x));
+  const vec k = vrint(vmul(x, vset(Neg ? -1.4426950408889634 : 1.4426950408889634)));
+  const auto sub = [](vec a, vec b, vec c) { return Neg ? vfma(a, b, c) : vfnma(a, b, c); };  // c -+ a b
+  const vec r = sub(k, vset(2.3190468138462996e-17), sub(k, vset(0.6931471805599453), x));  // -r with Neg
+  const auto horner = [](vec a, vec r, double c) { return Neg ? vfnma(a, r, vset(c)) : vfma(a, r, vset(c)); };
   const vec r2 = vmul(r, r), r6 = vmul(vmul(r2, r2), r2);
   vec a = vset(0.008333333333319601), b = vset(2.5110037605963777e-08);
-  a = vfma(a, r, vset(0.0416666666664881));
-  b = vfma(b, r, vset(2.763263963904103e-07));
-  a = vfma(a, r, vset(0.1666666666666668));
-  b = vfma(b, r, vset(2.755724091857897e-06));
-  a = vfma(a, r, vset(0.5000000000000019));
-  b = vfma(b, r, vset(2.4801485482328494e-05));
-  a = vfma(a, r, vset(1.0));
-  b = vfma(b, r, vset(0.00019841269890047113));
-  a = vfma(a, r, vset(1.0));
-  b = vfma(b, r, vset(0.0013888888952314775));
-  const vec p = vfma(b, r6, a);
-  return exp_scale(p, k);
+  a = horner(a, r, 0.0416666666664881);
+  b = horner(b, r, 2.763263963904103e-07);
+  a = horner(a, r, 0.1666666666666668);
+  b = horner(b, r, 2.755724091857897e-06);
+  a = horner(a, r, 0.5000000000000019);
+  b = horner(b, r, 2.4801485482328494e-05);
+  a = horner(a, r, 1.0);
+  b = horner(b, r, 0.00019841269890047113);
+  a = horner(a, r, 1.0);
+  b = horner(b, r, 0.0013888888952314775);
+  return exp_scale(vfma(b, r6, a), k);
 }
+
+// exp(x): clamped to [-746, 710], which bounds k
+__attribute__((always_inline)) inline vec exp8(vec x) { return exp_clamped<false>(x, -746.0, 710.0); }
 
 // One slot, P panels of 8 samples: z = W_l x (K x P accumulators), D = r s (1 - s), g += D x.
 // w: the slot's K rows of Wt (stride d); xt: the tile's first panel (panel stride 8 d); cc: its labels
@@ -267,20 +287,20 @@ inline void tile(const double* __restrict w, const double* __restrict xt, const 
     for (int k = 0; k < K; ++k) wk[k] = vset(w[k * d + j]);
 #pragma GCC unroll 8
     for (int v = 0; v < P; ++v) {
-      const vec x = vload(xt + (v * d + j) * 8);
+      const vec x = vload_reg(xt + (v * d + j) * 8);
 #pragma GCC unroll 8
       for (int k = 0; k < K; ++k) z[k][v] = vfma(wk[k], x, z[k][v]);
     }
   }
   if (ew) {
     // exp(-z) <= e^700 keeps 1 + e finite and normal (vrcp14pd's range); s there (< 1e-304) is 0 to the sums
-    const vec one = vset(1.0), zero = vzero(), cap = vset(700.0);
+    const vec one = vset(1.0), zero = vzero();
 #pragma GCC unroll 8
     for (int v = 0; v < P; ++v) {
       vec hs = zero;
 #pragma GCC unroll 8
       for (int k = 0; k < K; ++k) {
-        const vec e = exp8(vmin(cap, vsub(zero, z[k][v])));
+        const vec e = exp_clamped<true>(z[k][v], -700.0, 746.0);
         const vec s = recip8(vadd(one, e));
         hs = vadd(hs, s);
         z[k][v] = vfnma(s, s, s);
@@ -296,7 +316,7 @@ inline void tile(const double* __restrict w, const double* __restrict xt, const 
     for (int k = 0; k < K; ++k) t[k] = g[k * d + j];
 #pragma GCC unroll 8
     for (int v = 0; v < P; ++v) {
-      const vec x = vload(xt + (v * d + j) * 8);
+      const vec x = vload_reg(xt + (v * d + j) * 8);
 #pragma GCC unroll 8
       for (int k = 0; k < K; ++k) t[k] = vfma(z[k][v], x, t[k]);
     }
@@ -366,11 +386,18 @@ void fcn_grad_k(double* W, const double* X, const double* C, const bool* skip, d
     double* Wb = W + b * La * Kd;
     const bool* sk = skip + b * La;
     for (auto& q : g) q = vzero();
-    // tiles outer, slots inner: each tile of X is read from L1 by every slot of the set
+    // tiles outer, slots inner: each tile of X is read from L1 by every slot of the set, while the
+    // slots prefetch the next tile (P d lines of 64 bytes; past a set's end, the next set's first)
+    const int64_t per = (P * d + La - 1) / La;
     int64_t p = 0;
-    for (; p + P <= nv; p += P)
-      for (int64_t l = 0; l < La; ++l)
+    for (; p + P <= nv; p += P) {
+      const char* next = reinterpret_cast<const char*>(xb + (p + P) * d * 8);
+      const int64_t lines = std::min<int64_t>(P * d, ((B - b) * nv - p - P) * d);  // none past X's end
+      for (int64_t l = 0; l < La; ++l) {
+        for (int64_t q = l * per; q < (l + 1) * per && q < lines; ++q) _mm_prefetch(next + q * 64, _MM_HINT_T0);
         if (!sk[l]) tile<K, P>(Wb + l * Kd, xb + p * d * 8, cb + p * 8, d, g.data() + l * Kd, nn, lo, hi, ew);
+      }
+    }
     for (int64_t l = 0; l < La; ++l)
       if (!sk[l]) tail<K, P - 1>(nv - p, Wb + l * Kd, xb + p * d * 8, cb + p * 8, d, g.data() + l * Kd, nn, lo, hi, ew);
     for (int64_t l = 0; l < La; ++l) {
@@ -430,6 +457,25 @@ void curvlab_fcn(double* W, const double* X, const double* C, const bool* skip, 
 #endif
 }
 
+// reps x 12 independent chains of 8-lane FMAs in registers (192 FLOP each step); returns a sum so that
+// the work is kept. The FMA peak of one core, for the benchmark's floor (BLAS may not reach it).
+double curvlab_fma_peak(int64_t reps) {
+#if defined(CURVLAB_TILED)
+  vec acc[12];
+  const vec a = vset(0.999999), b = vset(1e-9);
+  for (int q = 0; q < 12; ++q) acc[q] = vset(q);
+  for (int64_t r = 0; r < reps; ++r) {
+#pragma GCC unroll 12
+    for (int q = 0; q < 12; ++q) acc[q] = vfma(acc[q], a, b);
+  }
+  vec s = vzero();
+  for (int q = 0; q < 12; ++q) s = vadd(s, acc[q]);
+  return vsum(s);
+#else
+  return 0.0 * reps;
+#endif
+}
+
 void curvlab_exp_loop(const double* a, double* o, int64_t N, int64_t reps, int64_t impl) {
   for (int64_t rep = 0; rep < reps; ++rep) {
 #if defined(CURVLAB_TILED)
@@ -453,28 +499,41 @@ void curvlab_exp_loop(const double* a, double* o, int64_t N, int64_t reps, int64
 }  // extern "C"
 """
 
-_FLAGS = ("-O3", "-march=native", "-ffast-math", "-fopenmp-simd", "-mprefer-vector-width=512", "-std=c++17",
-          "-shared", "-fPIC")
+_FLAGS = ("-O3", "-march=native", "-ffast-math", "-fopenmp-simd", "-mprefer-vector-width=512", "-std=c++17", "-fPIC")
 _P, _I, _D = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double
 _SIGNATURES = {
     "curvlab_tiled_max_k": ([], _I),
     "curvlab_fused_delta": ([_P, _P, _I, _I, _I, _I, _D, _D], None),
     "curvlab_fcn": ([_P] * 9 + [_I] * 5 + [_D] * 3 + [_I] * 2, None),
     "curvlab_exp_loop": ([_P, _P, _I, _I, _I], None),
+    "curvlab_fma_peak": ([_I], _D),
 }
 _lock = threading.Lock()
 _state: dict[str, object] = {}
 
 
+def _cpuinfo() -> dict[str, str]:
+    """The first core's vendor, model name and instruction-set flags from /proc/cpuinfo ({} elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            lines = [line.partition(":") for line in fh if line.startswith(("vendor_id", "model name", "flags"))]
+    except OSError:
+        return {}
+    return {key.strip(): value.strip() for key, _, value in reversed(lines)}
+
+
 def _cpu_tag() -> str:
     """A short hash of this CPU's model and instruction-set flags: the build uses -march=native,
     so a cache shared across machines (a cluster home) must not serve it elsewhere."""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            info = [line for line in fh if line.startswith(("model name", "flags"))][:2]
-    except OSError:
-        info = [platform.processor()]
-    return hashlib.sha1("".join(info).encode()).hexdigest()[:10]
+    info = _cpuinfo()
+    text = info.get("model name", "") + info.get("flags", "") if info else platform.processor()
+    return hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+def _flags() -> tuple[str, ...]:
+    """Compiler flags: :data:`_FLAGS`, and on AMD CPUs ``-DCURVLAB_VDIV``, 1 / a by vdivpd (on Zen 5,
+    7% less time per GD step than vrcp14pd with Newton steps, ``bench/bench_recovery_gd.py``)."""
+    return _FLAGS + (("-DCURVLAB_VDIV",) if _cpuinfo().get("vendor_id") == "AuthenticAMD" else ())
 
 
 def cache_dir() -> Path:
@@ -486,21 +545,23 @@ def cache_dir() -> Path:
 def _build() -> Path:
     """Compile :data:`_SOURCE` once per source, flags, compiler and CPU; returns the shared library.
     Concurrent builders (a sweep's first jobs) each compile into their own folder and rename into
-    place, so a reader never sees a half-written file."""
+    place, so a reader never sees a half-written file. The link step runs without -ffast-math: with it
+    g++ links crtfastmath.o, which on load would switch the whole process to flush subnormals to zero."""
     cxx = os.environ.get("CXX", "g++")
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=True).stdout
-    key = hashlib.sha1("\0".join([_SOURCE, *_FLAGS, version, _cpu_tag()]).encode()).hexdigest()[:16]
+    flags = _flags()
+    key = hashlib.sha1("\0".join([_SOURCE, *flags, version, _cpu_tag()]).encode()).hexdigest()[:16]
     lib = cache_dir() / f"recovery_fused_{key}.so"
     if not lib.exists():
         lib.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=lib.parent) as tmp:
-            src = Path(tmp) / "fused.cpp"
+            src, obj, so = (Path(tmp) / name for name in ("fused.cpp", "fused.o", "fused.so"))
             src.write_text(_SOURCE)
-            out = subprocess.run([cxx, *_FLAGS, str(src), "-o", str(Path(tmp) / "fused.so")],
-                                 capture_output=True, text=True)
-            if out.returncode:
-                raise RuntimeError(f"{cxx} failed: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode}")
-            os.replace(Path(tmp) / "fused.so", lib)
+            for cmd in ([cxx, *flags, "-c", str(src), "-o", str(obj)], [cxx, "-shared", str(obj), "-o", str(so)]):
+                out = subprocess.run(cmd, capture_output=True, text=True)
+                if out.returncode:
+                    raise RuntimeError(f"{cxx} failed: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode}")
+            os.replace(so, lib)
     return lib
 
 
@@ -559,6 +620,9 @@ class Kernels:
         self._lib.curvlab_fcn(Wt.data_ptr(), Xp.data_ptr(), cc.data_ptr(), skip.data_ptr(), None,
                               _f64("eta", eta, (b,)), _f64("bound", bound, (b, La)), _f64("gn", gn, (b, La)),
                               _bool("stepped", stepped, b * La), b, La, K, d, nv, n, eps, tol, int(apply), 0)
+
+    def fma_peak(self, reps: int) -> float:
+        return float(self._lib.curvlab_fma_peak(reps))
 
     def exp_loop(self, x: Tensor, out: Tensor, reps: int, impl: int) -> None:
         self._lib.curvlab_exp_loop(_f64("x", x, (x.numel(),)), _f64("out", out, (x.numel(),)), x.numel(), reps, impl)

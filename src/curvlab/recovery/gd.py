@@ -175,12 +175,15 @@ def _panels(X: Tensor, y: Tensor, K: int) -> tuple[Tensor, Tensor]:
     """X (b, n, d) as 8-sample panels (b, n8 / 8, d, 8), zero-padded to n8 = 8 ceil(n / 8), and the
     label term (1 - y) K n of :func:`_block_grad`, (b, n8), 0 in the padding."""
     b, n, d = X.shape
-    n8 = -(-n // 8) * 8
-    Xp = X.new_zeros(b, n8, d)
-    Xp[:, :n] = X
-    cc = X.new_zeros(b, n8)
+    full, rem = divmod(n, 8)
+    Xp = X.new_empty(b, full + (rem > 0), d, 8)  # written once, in place: no zeroed or transposed copy of X
+    Xp[:, :full] = X[:, : full * 8].view(b, full, 8, d).transpose(2, 3)
+    if rem:
+        Xp[:, full, :, :rem] = X[:, full * 8 :].transpose(1, 2)
+        Xp[:, full, :, rem:] = 0.0
+    cc = X.new_zeros(b, Xp.shape[1] * 8)
     cc[:, :n] = (1.0 - y) * float(K * n)
-    return Xp.view(b, n8 // 8, 8, d).transpose(2, 3).contiguous(), cc
+    return Xp, cc
 
 
 class _Packed:
