@@ -32,7 +32,8 @@ independent Horner chains of 5 FMAs) and 2^k by ``vscalefpd`` (AVX-512) or as 2^
 from exponent bits (AVX2); exp(-z) takes the negation into the reduction's and the polynomial's FMA
 signs. 1 / a is ``vdivpd`` (AVX2, and AVX-512 on AMD: ``-DCURVLAB_VDIV``, the divider runs beside the
 FMA pipes) or ``vrcp14pd`` with two Newton steps (AVX-512 elsewhere). Both are within about 1 ulp
-(ATen's Sleef exp: 1 ulp), so the gradient agrees with the eager path to ~1e-15 relative. ``tiled_max_k()`` is 8 where this kernel is compiled, else 0.
+(ATen's Sleef exp: 1 ulp), so the gradient agrees with the eager path to ~1e-15 relative.
+``tiled_max_k()`` is 8 where this kernel is compiled, else 0.
 
 ``fcn_step(Wt, Xp, cc, skip, eta, bound, gn, stepped, K, n, eps, tol, apply)``: the GD step of
 :class:`curvlab.recovery.gd.BatchedGD` in the same pass: each slot's gradient stays in a K d buffer,
@@ -533,7 +534,7 @@ def _cpu_tag() -> str:
 
 def _flags() -> tuple[str, ...]:
     """Compiler flags: :data:`_FLAGS`, and on AMD CPUs ``-DCURVLAB_VDIV``, 1 / a by vdivpd (on Zen 5,
-    7% less time per GD step than vrcp14pd with Newton steps, ``bench/bench_recovery_gd.py``)."""
+    7% less time per gradient than vrcp14pd with Newton steps, the two builds timed interleaved)."""
     return _FLAGS + (("-DCURVLAB_VDIV",) if _cpuinfo().get("vendor_id") == "AuthenticAMD" else ())
 
 
